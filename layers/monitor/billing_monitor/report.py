@@ -1,0 +1,173 @@
+"""The report of report-format.md (a public interface) and its ten-second table."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from billing_monitor.money import money_str
+from billing_monitor.rules.finding import (
+    CANCEL_PAYPAL_SUBSCRIPTION, CHECKS, SEVERITIES, Finding,
+)
+
+SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+CHECK_RANK = {c: i for i, c in enumerate(CHECKS)}
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with its offset: 2023-08-16T00:00:00+00:00."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat()
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def finding_to_dict(f: Finding) -> dict:
+    charges = None
+    if f.charges is not None:
+        charges = {
+            "count": len(f.charges),
+            "total": money_str(f.charged_total),
+            "first": iso(f.charges[0].date) if f.charges else None,
+            "last": iso(f.charges[-1].date) if f.charges else None,
+            "transactions": [str(c.transaction_id) for c in f.charges],
+        }
+    return {
+        "finding_id": f.finding_id,
+        "check": f.check,
+        "severity": f.severity,
+        "subscription_id": _text(f.subscription_id),
+        "paypal_subscription_id": f.paypal_subscription_id,
+        "kajabi_subscription_id": f.kajabi_subscription_id,
+        "transaction_id": _text(f.transaction_id),
+        "contact": None if f.contact is None else {
+            "id": str(f.contact.id), "email": f.contact.email, "name": f.contact.name,
+        },
+        "amount": None if f.amount is None else money_str(f.amount),
+        "currency": f.currency,
+        "billing_cycle": f.billing_cycle,
+        "kajabi_canceled_at": iso(f.kajabi_canceled_at),
+        "charges": charges,
+        "action": None if not f.action_paypal_id else {
+            "type": CANCEL_PAYPAL_SUBSCRIPTION, "paypal_subscription_id": f.action_paypal_id,
+        },
+    }
+
+
+def _sort_key(f: Finding):
+    return (SEVERITY_RANK[f.severity], CHECK_RANK[f.check], -f.charged_total, f.finding_id)
+
+
+def charged_after_cancellation(findings: list[Finding]) -> dict[str, dict]:
+    """Per currency, every charge that a billing_disconnect or post_cancellation_charge lists, once."""
+    seen: dict[str, object] = {}
+    for f in findings:
+        for c in f.charges or ():
+            seen[str(c.transaction_id)] = c
+    per_currency: dict[str, list] = defaultdict(list)
+    for c in seen.values():
+        per_currency[c.currency.upper()].append(c.amount)
+    return {
+        cur: {"count": len(amounts), "total": money_str(sum(amounts, Decimal(0)))}
+        for cur, amounts in sorted(per_currency.items())
+    }
+
+
+def build_report(scan) -> dict:
+    """`scan` is a ScanResult; the dict is the report JSON (money as strings, times with offset)."""
+    findings = sorted(scan.findings, key=_sort_key)
+    by_check = {c: 0 for c in CHECKS}
+    by_severity = {s: 0 for s in SEVERITIES}
+    for f in findings:
+        by_check[f.check] += 1
+        by_severity[f.severity] += 1
+    return {
+        "scan_id": scan.scan_id,
+        "started_at": iso(scan.started_at),
+        "finished_at": iso(scan.finished_at),
+        "tolerance": money_str(scan.tolerance) if scan.tolerance == scan.tolerance.quantize(Decimal("0.01"))
+        else format(scan.tolerance, "f"),
+        "summary": {
+            "by_check": by_check,
+            "by_severity": by_severity,
+            "charged_after_cancellation": charged_after_cancellation(findings),
+        },
+        "findings": [finding_to_dict(f) for f in findings],
+    }
+
+
+# ---------------------------------------------------------------- the table a person reads
+
+
+def money_line(report: dict) -> str:
+    """'4 customers charged after canceling: 41 charges, 990.00 USD' (or that nobody was)."""
+    charged = report["summary"]["charged_after_cancellation"]
+    customers = {
+        (f["contact"] or {}).get("id") or f["subscription_id"]
+        for f in report["findings"] if f["charges"] and f["charges"]["count"]
+    }
+    if not charged:
+        return "No customer charged after canceling."
+    count = sum(v["count"] for v in charged.values())
+    totals = " + ".join(f"{v['total']} {cur}" for cur, v in charged.items())
+    noun = "customer" if len(customers) == 1 else "customers"
+    return f"{len(customers)} {noun} charged after canceling: {count} charges, {totals}"
+
+
+def _who(f: dict) -> str:
+    contact = f["contact"]
+    if contact is None:
+        return "(missing contact)"
+    return f"{contact['name']} <{contact['email']}>" if contact["name"] else contact["email"]
+
+
+def _describe(f: dict) -> str:
+    ids = " ".join(x for x in (
+        f["paypal_subscription_id"] and f"PayPal {f['paypal_subscription_id']}",
+        f["kajabi_subscription_id"] and f"Kajabi {f['kajabi_subscription_id']}",
+        f["transaction_id"] and f"transaction {f['transaction_id']}",
+    ) if x)
+    price = ""
+    if f["amount"] is not None:
+        price = f"{f['amount']} {f['currency']}" + (f"/{f['billing_cycle']}" if f["billing_cycle"] else "")
+    line = f"  {f['finding_id']}  {f['check']:<24} {_who(f)}  {ids}  {price}".rstrip()
+    details = []
+    if f["kajabi_canceled_at"]:
+        details.append(f"canceled in Kajabi {f['kajabi_canceled_at'][:10]}")
+    charges = f["charges"]
+    if charges and charges["count"]:
+        details.append(
+            f"charged {charges['count']}x since, {charges['total']} {f['currency']}"
+            f" ({charges['first'][:10]} to {charges['last'][:10]})")
+    elif charges is not None:
+        details.append("not charged yet; PayPal bills at the next cycle")
+    if f["action"]:
+        details.append(f"approve: billing-monitor approve {f['finding_id']} --by YOU@EXAMPLE.COM")
+    return line + "".join(f"\n      {d}" for d in details)
+
+
+def render_table(report: dict, *, max_listed: int = 10) -> str:
+    """Money line, then findings by severity (every critical one; the first `max_listed` of the rest)."""
+    lines = [money_line(report), ""]
+    for severity in SEVERITIES:
+        group = [f for f in report["findings"] if f["severity"] == severity]
+        if not group:
+            continue
+        shown = group if severity == SEVERITIES[0] else group[:max_listed]
+        lines.append(f"{severity.upper()} ({len(group)})")
+        lines.extend(_describe(f) for f in shown)
+        if len(group) > len(shown):
+            lines.append(f"  ... and {len(group) - len(shown)} more (--format json lists all)")
+        lines.append("")
+    summary = report["summary"]
+    counts = ", ".join(f"{n} {c}" for c, n in summary["by_check"].items() if n) or "no findings"
+    sev = ", ".join(f"{n} {s}" for s, n in summary["by_severity"].items())
+    lines.append(f"Findings: {counts}.")
+    lines.append(f"By severity: {sev}. Tolerance {report['tolerance']}. Scan {report['scan_id']}.")
+    return "\n".join(lines)

@@ -1,0 +1,6 @@
+"""The detection rules of detection-rules.md, as set-based SQL. No AWS in here."""
+
+from billing_monitor.rules.checks import run_checks
+from billing_monitor.rules.finding import CHECKS, SEVERITIES, Charge, Contact, Finding
+
+__all__ = ["run_checks", "CHECKS", "SEVERITIES", "Charge", "Contact", "Finding"]

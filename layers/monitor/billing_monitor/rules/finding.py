@@ -1,0 +1,74 @@
+"""The Finding model: what one check reports about one row (or one contact's charges)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+CRITICAL, WARNING, INFO = "critical", "warning", "info"
+SEVERITIES = (CRITICAL, WARNING, INFO)
+
+BILLING_DISCONNECT = "billing_disconnect"
+DUPLICATE_SUBSCRIPTION = "duplicate_subscription"
+PAYPAL_ONLY = "paypal_only"
+POST_CANCELLATION_CHARGE = "post_cancellation_charge"
+ORPHANED_SUBSCRIPTION = "orphaned_subscription"
+ORPHANED_TRANSACTION = "orphaned_transaction"
+MISFILED_PAYPAL_ID = "misfiled_paypal_id"
+CHECKS = (
+    BILLING_DISCONNECT, DUPLICATE_SUBSCRIPTION, PAYPAL_ONLY, POST_CANCELLATION_CHARGE,
+    ORPHANED_SUBSCRIPTION, ORPHANED_TRANSACTION, MISFILED_PAYPAL_ID,
+)
+CANCEL_PAYPAL_SUBSCRIPTION = "cancel_paypal_subscription"
+
+
+def finding_id_for(check: str, key: str) -> str:
+    """Stable id: the same check about the same row gives the same id in every scan."""
+    return hashlib.sha256(f"{check}:{key}".encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Contact:
+    id: UUID
+    email: str
+    name: str | None
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One completed transaction counted against a finding."""
+    transaction_id: UUID
+    date: datetime
+    amount: Decimal
+    currency: str
+
+
+@dataclass
+class Finding:
+    check: str
+    severity: str
+    key: str                              # what the finding is about; finding_id derives from it
+    subscription_id: UUID | None = None
+    paypal_subscription_id: str | None = None
+    kajabi_subscription_id: str | None = None
+    transaction_id: UUID | None = None
+    contact_id: UUID | None = None
+    contact: Contact | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
+    billing_cycle: str | None = None
+    kajabi_canceled_at: datetime | None = None
+    charges: list[Charge] | None = None   # billing_disconnect and post_cancellation_charge only
+    action_paypal_id: str | None = None   # set when the suggested action is to cancel in PayPal
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def finding_id(self) -> str:
+        return finding_id_for(self.check, self.key)
+
+    @property
+    def charged_total(self) -> Decimal:
+        return sum((c.amount for c in self.charges or ()), Decimal("0.00"))

@@ -1,0 +1,35 @@
+"""One scan: connect read-only, check the tables are there, run every check, time it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from billing_monitor import db
+from billing_monitor.rules import Finding, run_checks
+
+DEFAULT_TOLERANCE = Decimal("1.00")
+
+
+@dataclass
+class ScanResult:
+    scan_id: str
+    started_at: datetime
+    finished_at: datetime
+    tolerance: Decimal
+    findings: list[Finding]
+
+
+def run_scan(dsn: str, tolerance: Decimal = DEFAULT_TOLERANCE, *, statement_timeout_s: float = 600,
+             work_mem: str = "64MB") -> ScanResult:
+    """Scan the production tables behind `dsn`. Raises MonitorError with a readable message."""
+    started = datetime.now(timezone.utc)
+    with db.connect(dsn, read_only=True, statement_timeout_s=statement_timeout_s, work_mem=work_mem) as conn:
+        db.check_production_tables(conn)
+        findings = run_checks(conn, tolerance)
+    return ScanResult(
+        scan_id=str(uuid.uuid4()), started_at=started, finished_at=datetime.now(timezone.utc),
+        tolerance=tolerance, findings=findings,
+    )
