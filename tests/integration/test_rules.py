@@ -377,3 +377,12 @@ def test_empty_database_gives_an_empty_report(prod):
     assert report["summary"]["by_severity"] == {"critical": 0, "warning": 0, "info": 0}
     assert report["summary"]["charged_after_cancellation"] == {}
     assert report["tolerance"] == "1.00"
+
+
+def test_duplicate_tie_on_amount_goes_to_the_lowest_row_id(prod):
+    c = prod.contact()
+    a = prod.kajabi(c, kajabi="first")
+    b = prod.kajabi(c, kajabi="second")
+    prod.paypal(c)
+    lowest = "first" if str(a) < str(b) else "second"
+    assert only(prod.scan(), "duplicate_subscription")["kajabi_subscription_id"] == lowest

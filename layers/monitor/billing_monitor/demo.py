@@ -191,11 +191,12 @@ def copy_rows(conn: psycopg.Connection, table: str, rows) -> None:
             copy.write_row(row)
 
 
-def load_demo_data(dsn: str, data: DemoData | None = None) -> DemoData:
-    """Create the production tables in an empty database and COPY the worked example in."""
+def load_demo_data(dsn: str, data: DemoData | None = None, *, create_tables: bool = True) -> DemoData:
+    """COPY the worked example into the production tables (created first unless told they exist)."""
     data = data or build_worked_example()
     with psycopg.connect(dsn) as conn:
-        load_schema(conn)
+        if create_tables:
+            load_schema(conn)
         for table in TABLE_COLUMNS:
             copy_rows(conn, table, getattr(data, table))
         conn.execute("analyze")

@@ -1,0 +1,210 @@
+"""The CLI as a person uses it: exit codes, the JSON on stdout, one-line errors, the worked example."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import conninfo
+
+from billing_monitor.cli import main
+from billing_monitor.demo import build_worked_example, load_demo_data
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def demo_dsn(fresh_database):
+    dsn = fresh_database()
+    load_demo_data(dsn, create_tables=False)
+    return dsn
+
+
+def test_worked_example_numbers(demo_dsn, capsys):
+    code, out, err = run_cli(capsys, "scan", "--dsn", demo_dsn, "--format", "json")
+    assert code == 0 and err == ""
+    report = json.loads(out)  # stdout is the report and nothing else
+    summary = report["summary"]
+    assert summary["by_check"]["billing_disconnect"] == 4
+    assert summary["by_check"]["duplicate_subscription"] == 85
+    assert summary["by_check"]["paypal_only"] == 7
+    assert summary["by_check"]["post_cancellation_charge"] == 0
+    assert summary["by_severity"]["critical"] == 4
+    assert summary["charged_after_cancellation"] == {"USD": {"count": 41, "total": "990.00"}}
+    disconnects = [f for f in report["findings"] if f["check"] == "billing_disconnect"]
+    assert sorted((f["charges"]["count"], f["charges"]["total"]) for f in disconnects) == [
+        (2, "44.00"), (8, "264.00"), (10, "220.00"), (21, "462.00")]
+    longest = next(f for f in disconnects if f["charges"]["count"] == 21)
+    assert longest["kajabi_canceled_at"] == "2023-08-16T00:00:00+00:00"
+    assert (longest["charges"]["first"], longest["charges"]["last"]) == (
+        "2023-09-16T00:00:00+00:00", "2025-05-16T00:00:00+00:00")
+    assert all(f["action"]["type"] == "cancel_paypal_subscription" for f in disconnects)
+
+
+def test_worked_example_data_has_the_clean_ups_shape():
+    data = build_worked_example()
+    live = [s for s in data.subscriptions if s[5].strip().lower() not in ("canceled", "cancelled", "expired")]
+    assert (len(data.subscriptions), len(live)) == (410, 225)
+    assert 1000 < len(data.contacts) and 3000 < len(data.transactions) < 20000
+    assert all(isinstance(t[5], Decimal) for t in data.transactions)
+
+
+def test_table_opens_with_the_money_line(demo_dsn, capsys):
+    code, out, _ = run_cli(capsys, "scan", "--dsn", demo_dsn)
+    assert code == 0
+    assert out.splitlines()[0] == "4 customers charged after canceling: 41 charges, 990.00 USD"
+    assert "CRITICAL (4)" in out and "billing-monitor approve" in out
+    assert "462.00 USD (2023-09-16 to 2025-05-16)" in out
+    assert out.rstrip().splitlines()[-2].startswith("Findings: 4 billing_disconnect, 85 duplicate_subscription")
+
+
+def test_dsn_from_environment(demo_dsn, capsys, monkeypatch):
+    monkeypatch.setenv("BILLING_MONITOR_DSN", demo_dsn)
+    code, out, _ = run_cli(capsys, "scan", "--format", "json")
+    assert code == 0 and json.loads(out)["summary"]["by_severity"]["critical"] == 4
+
+
+@pytest.mark.parametrize("fail_on, expected", [("critical", 3), ("warning", 3), ("info", 3)])
+def test_fail_on_met_exits_3(demo_dsn, capsys, fail_on, expected):
+    assert run_cli(capsys, "scan", "--dsn", demo_dsn, "--fail-on", fail_on)[0] == expected
+
+
+def test_fail_on_not_met_exits_0(prod, capsys):
+    c = prod.contact()
+    prod.paypal(c)  # one info finding
+    assert run_cli(capsys, "scan", "--dsn", prod.dsn, "--fail-on", "warning")[0] == 0
+    assert run_cli(capsys, "scan", "--dsn", prod.dsn, "--fail-on", "info")[0] == 3
+
+
+def test_empty_database_is_a_clean_report(prod, capsys):
+    code, out, _ = run_cli(capsys, "scan", "--dsn", prod.dsn, "--fail-on", "info")
+    assert code == 0
+    assert out.splitlines()[0] == "No customer charged after canceling."
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def assert_one_line_error(code, out, err, *needles):
+    assert code == 1 and out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err, err
+
+
+@pytest.mark.parametrize("tolerance", ["-1", "abc", "nan", "inf", ""])
+def test_bad_tolerance(prod, capsys, tolerance):
+    code, out, err = run_cli(capsys, "scan", "--dsn", prod.dsn, "--tolerance", tolerance)
+    assert_one_line_error(code, out, err, "tolerance must be a non-negative number")
+
+
+def test_unreachable_host_names_it_and_hides_the_password(capsys):
+    code, out, err = run_cli(capsys, "scan", "--dsn", "postgresql://monitor:S3cretPw@127.0.0.1:1/prod")
+    assert_one_line_error(code, out, err, "cannot connect to host 127.0.0.1:1")
+    assert "S3cretPw" not in err
+
+
+def test_missing_dsn(capsys, monkeypatch):
+    monkeypatch.delenv("BILLING_MONITOR_DSN", raising=False)
+    assert_one_line_error(*run_cli(capsys, "scan"), "BILLING_MONITOR_DSN")
+
+
+def test_missing_table(prod, capsys):
+    prod.execute("drop table public.transactions")
+    assert_one_line_error(*run_cli(capsys, "scan", "--dsn", prod.dsn), "table public.transactions missing")
+
+
+def test_missing_column(prod, capsys):
+    prod.execute("alter table public.subscriptions drop column canceled_at")
+    assert_one_line_error(*run_cli(capsys, "scan", "--dsn", prod.dsn),
+                          "column public.subscriptions.canceled_at missing")
+
+
+def test_statement_timeout_stops_a_slow_scan(demo_dsn, capsys):
+    code, out, err = run_cli(capsys, "scan", "--dsn", demo_dsn, "--statement-timeout", "0.001")
+    assert_one_line_error(code, out, err, "statement timeout")
+
+
+def _with_user(dsn: str, user: str, password: str) -> str:
+    return conninfo.make_conninfo(dsn, user=user, password=password)
+
+
+def test_read_only_select_only_role_scans_and_changes_nothing(demo_dsn, capsys):
+    with psycopg.connect(demo_dsn, autocommit=True) as conn:
+        conn.execute("drop role if exists bm_reader")
+        conn.execute("create role bm_reader login password 'reader-pw'")
+        conn.execute("grant usage on schema public to bm_reader")
+        conn.execute("grant select on all tables in schema public to bm_reader")
+        conn.execute("alter role bm_reader set default_transaction_read_only = on")
+        before = {t: conn.execute(f"select md5(string_agg(x::text, ',' order by x::text)) from public.{t} x")
+                  .fetchone()[0] for t in ("contacts", "subscriptions", "transactions")}
+    try:
+        code, out, err = run_cli(capsys, "scan", "--dsn", _with_user(demo_dsn, "bm_reader", "reader-pw"),
+                                 "--format", "json")
+        assert code == 0, err
+        assert json.loads(out)["summary"]["charged_after_cancellation"]["USD"]["total"] == "990.00"
+        with psycopg.connect(demo_dsn, autocommit=True) as conn:
+            after = {t: conn.execute(f"select md5(string_agg(x::text, ',' order by x::text)) from public.{t} x")
+                     .fetchone()[0] for t in before}
+            assert after == before
+            schemas = {r[0] for r in conn.execute("select nspname from pg_namespace").fetchall()}
+            assert "billing_monitor" not in schemas  # the scan alone creates nothing
+    finally:
+        with psycopg.connect(demo_dsn, autocommit=True) as conn:
+            conn.execute("drop owned by bm_reader")
+            conn.execute("drop role bm_reader")
+
+
+def test_wrong_password_is_named_and_not_echoed(pg_server, demo_dsn, capsys):
+    if os.environ.get("BILLING_MONITOR_TEST_DSN"):
+        pytest.skip("needs the embedded server's pg_hba.conf")
+    socket_dir = conninfo.conninfo_to_dict(pg_server)["host"]
+    hba = Path(socket_dir) / "pg_hba.conf"
+    original = hba.read_text()
+    with psycopg.connect(demo_dsn, autocommit=True) as conn:
+        conn.execute("drop role if exists bm_pw")
+        conn.execute("create role bm_pw login password 'right-pw'")
+        hba.write_text("local all bm_pw scram-sha-256\n" + original)
+        conn.execute("select pg_reload_conf()")
+    try:
+        code, out, err = run_cli(capsys, "scan", "--dsn", _with_user(demo_dsn, "bm_pw", "Wr0ngPassw0rd"))
+        assert_one_line_error(code, out, err, "cannot connect to", "password authentication failed")
+        assert "Wr0ngPassw0rd" not in err
+    finally:
+        hba.write_text(original)
+        with psycopg.connect(demo_dsn, autocommit=True) as conn:
+            conn.execute("select pg_reload_conf()")
+            conn.execute("drop role bm_pw")
+
+
+# ---------------------------------------------------------------- the installed command
+
+
+def test_demo_command_prints_the_worked_example_and_leaves_no_server():
+    exe = Path(sys.executable).with_name("billing-monitor")
+    before = _demo_servers()
+    done = subprocess.run([str(exe), "demo", "--format", "json"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["summary"]["charged_after_cancellation"] == {"USD": {"count": 41, "total": "990.00"}}
+    assert report["summary"]["by_severity"]["critical"] == 4
+    assert _demo_servers() == before  # the test session's own server aside, nothing is left running
+
+
+def _demo_servers() -> set[str]:
+    found = subprocess.run(["pgrep", "-f", "billing-monitor-pg-"], capture_output=True, text=True)
+    return set(found.stdout.split())
