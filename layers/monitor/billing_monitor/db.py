@@ -77,7 +77,11 @@ def connect(dsn: str, *, read_only: bool, statement_timeout_s: float = 600,
         with conn.transaction():
             conn.execute(
                 "select set_config('statement_timeout', %s, true), set_config('TimeZone', 'UTC', true),"
-                " set_config('work_mem', %s, true)",
+                " set_config('work_mem', %s, true),"
+                # The checks are set work over whole tables with no indexes to use: plan hash joins
+                # (CTE row estimates are poor, and a nested loop over them can run for minutes) and
+                # let the big scans go parallel even though they return many rows to the leader.
+                " set_config('enable_nestloop', 'off', true), set_config('parallel_tuple_cost', '0.01', true)",
                 (f"{int(statement_timeout_s * 1000)}ms", work_mem),
             )
             yield conn

@@ -1,23 +1,21 @@
 """Run the seven checks in Postgres and turn their rows into Findings.
 
-Four set-based queries, all read-only and inside one REPEATABLE READ snapshot:
-  paypal_findings      checks 1-3 (every live PayPal subscription is in exactly one of them)
-  transaction_rows     one pass over transactions: orphaned_transaction, and the charges of each
-                       billing_disconnect after its Kajabi cancellation
-  unexplained_charges  check 4, post_cancellation_charge (hash anti-join, no per-row work)
-  subscription_rows    orphaned_subscription and misfiled_paypal_id
-Transactions are streamed (libpq single-row mode), never loaded whole: only the rows that are
-findings reach Python.
+Two set-based queries, read-only, inside one REPEATABLE READ snapshot:
+  subscription_findings  one pass over subscriptions: billing_disconnect, duplicate_subscription,
+                         paypal_only (every live PayPal subscription is in exactly one), and
+                         orphaned_subscription, misfiled_paypal_id
+  transaction_findings   one pass over transactions: orphaned_transaction, each billing_disconnect's
+                         charges after its cancellation, post_cancellation_charge
+Rows are streamed (libpq single-row mode, which keeps parallel plans): only the rows that are
+findings reach Python, never the transactions as a whole.
 """
 
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from decimal import Decimal
 from functools import cache
 from importlib import resources
-from uuid import UUID
 
 import psycopg
 from psycopg.rows import namedtuple_row
@@ -51,76 +49,74 @@ def _stream(conn: psycopg.Connection, name: str, params: dict):
         yield from cur.stream(load_query(name), params)
 
 
-def find_live_paypal_findings(conn, tol: Decimal) -> dict[UUID, Finding]:
-    """Checks 1-3; billing_disconnects get their charges and severity later."""
-    findings = {}
-    for r in _stream(conn, "paypal_findings", {"tol": tol}):
-        disconnect = r.check_name == BILLING_DISCONNECT
-        findings[r.subscription_id] = Finding(
-            check=r.check_name, severity=_SEVERITY_OF.get(r.check_name, WARNING),
-            key=str(r.subscription_id), subscription_id=r.subscription_id,
-            paypal_subscription_id=r.paypal_id, kajabi_subscription_id=r.kajabi_id,
+def find_subscription_findings(conn, tol: Decimal) -> list[Finding]:
+    """Checks 1-3 and the subscription rows of checks 5 and 6.
+
+    billing_disconnects come back with empty charges; find_transaction_findings fills them.
+    """
+    findings = []
+    for r in _stream(conn, "subscription_findings", {"tol": tol}):
+        row = dict(
+            key=str(r.subscription_id), subscription_id=r.subscription_id, paypal_subscription_id=r.paypal_id,
             contact_id=r.contact_id, amount=r.amount, currency=r.cur, billing_cycle=r.cycle,
-            kajabi_canceled_at=r.kajabi_canceled_at,
-            charges=[] if disconnect else None,
-            action_paypal_id=r.paypal_id if disconnect else None,
         )
+        own_kajabi_id = None if r.paypal_id else r.kajabi_id_text
+        if r.check_name:
+            disconnect = r.check_name == BILLING_DISCONNECT
+            findings.append(Finding(
+                check=r.check_name, severity=_SEVERITY_OF.get(r.check_name, WARNING), **row,
+                kajabi_subscription_id=r.match_kajabi_id, kajabi_canceled_at=r.kajabi_canceled_at,
+                charges=[] if disconnect else None, action_paypal_id=r.paypal_id if disconnect else None,
+            ))
+        if r.orphaned:
+            findings.append(Finding(check=ORPHANED_SUBSCRIPTION, severity=WARNING, **row,
+                                    kajabi_subscription_id=own_kajabi_id))
+        if r.misfiled:
+            findings.append(Finding(check=MISFILED_PAYPAL_ID, severity=INFO, **row,
+                                    kajabi_subscription_id=own_kajabi_id))
     return findings
 
 
-def find_transaction_findings(conn, tol: Decimal, paypal_findings: dict[UUID, Finding]) -> list[Finding]:
-    """orphaned_transaction findings; adds each billing_disconnect's charges after cancellation."""
-    orphans: dict[UUID, Finding] = {}
-    for r in _stream(conn, "transaction_rows", {"tol": tol}):
-        if r.orphaned and r.transaction_id not in orphans:
-            orphans[r.transaction_id] = Finding(
+def _disconnect_params(disconnects: list[Finding]) -> dict:
+    return {
+        "d_pid": [f.subscription_id for f in disconnects],
+        "d_contact": [f.contact_id for f in disconnects],
+        "d_cur": [f.currency for f in disconnects],
+        "d_amount": [f.amount for f in disconnects],
+        "d_canceled": [f.kajabi_canceled_at for f in disconnects],
+    }
+
+
+def find_transaction_findings(conn, tol: Decimal, disconnects: list[Finding]) -> list[Finding]:
+    """orphaned_transaction and post_cancellation_charge findings; fills each disconnect's charges."""
+    by_subscription = {f.subscription_id: f for f in disconnects}
+    orphans: list[Finding] = []
+    post_cancellation: dict[tuple, Finding] = {}
+    for r in _stream(conn, "transaction_findings", {"tol": tol, **_disconnect_params(disconnects)}):
+        charge = Charge(r.transaction_id, r.transaction_date, r.amount, r.cur)
+        if r.kind == "orphaned_transaction":
+            orphans.append(Finding(
                 check=ORPHANED_TRANSACTION, severity=WARNING, key=str(r.transaction_id),
                 subscription_id=r.subscription_id, transaction_id=r.transaction_id,
                 contact_id=r.contact_id, amount=r.amount, currency=r.cur,
-            )
-        if r.disconnect_subscription_id is not None:
-            paypal_findings[r.disconnect_subscription_id].charges.append(
-                Charge(r.transaction_id, r.transaction_date, r.amount, r.cur))
-    for finding in paypal_findings.values():
-        if finding.check == BILLING_DISCONNECT:
-            finding.severity = CRITICAL if finding.charges else WARNING
-    return list(orphans.values())
-
-
-def find_post_cancellation_charges(conn, tol: Decimal) -> list[Finding]:
-    """Check 4: one finding per (contact, latest-ended subscription), listing its charges."""
-    findings: dict[tuple, Finding] = {}
-    for r in _stream(conn, "unexplained_charges", {"tol": tol}):
-        group = (r.contact_id, r.subscription_id)
-        finding = findings.get(group)
-        if finding is None:
-            finding = findings[group] = Finding(
-                check=POST_CANCELLATION_CHARGE, severity=CRITICAL,
-                key=f"{r.contact_id}:{r.subscription_id}", subscription_id=r.subscription_id,
-                paypal_subscription_id=r.paypal_id,
-                kajabi_subscription_id=None if r.paypal_id else r.kajabi_id_text,
-                contact_id=r.contact_id, amount=r.subscription_amount, currency=r.subscription_cur,
-                billing_cycle=r.subscription_cycle, charges=[], action_paypal_id=r.paypal_id,
-            )
-        finding.charges.append(Charge(r.transaction_id, r.transaction_date, r.amount, r.cur))
-    return list(findings.values())
-
-
-def find_subscription_row_findings(conn, tol: Decimal) -> list[Finding]:
-    """Checks 5 (orphaned_subscription) and 6 (misfiled_paypal_id)."""
-    findings = []
-    for r in _stream(conn, "subscription_rows", {"tol": tol}):
-        common = dict(
-            key=str(r.subscription_id), subscription_id=r.subscription_id,
-            paypal_subscription_id=r.paypal_id,
-            kajabi_subscription_id=None if r.paypal_id else r.kajabi_id_text,
-            contact_id=r.contact_id, amount=r.amount, currency=r.cur, billing_cycle=r.cycle,
-        )
-        if r.orphaned:
-            findings.append(Finding(check=ORPHANED_SUBSCRIPTION, severity=WARNING, **common))
-        if r.misfiled:
-            findings.append(Finding(check=MISFILED_PAYPAL_ID, severity=INFO, **common))
-    return findings
+            ))
+        elif r.kind == "disconnect_charge":
+            by_subscription[r.subscription_id].charges.append(charge)
+        else:  # unexplained_charge: one finding per (contact, latest-ended subscription)
+            group = (r.contact_id, r.subscription_id)
+            if group not in post_cancellation:
+                post_cancellation[group] = Finding(
+                    check=POST_CANCELLATION_CHARGE, severity=CRITICAL,
+                    key=f"{r.contact_id}:{r.subscription_id}", subscription_id=r.subscription_id,
+                    paypal_subscription_id=r.paypal_id,
+                    kajabi_subscription_id=None if r.paypal_id else r.kajabi_id_text,
+                    contact_id=r.contact_id, amount=r.subscription_amount, currency=r.subscription_cur,
+                    billing_cycle=r.subscription_cycle, charges=[], action_paypal_id=r.paypal_id,
+                )
+            post_cancellation[group].charges.append(charge)
+    for finding in disconnects:
+        finding.severity = CRITICAL if finding.charges else WARNING
+    return orphans + list(post_cancellation.values())
 
 
 def attach_contacts(conn, findings: list[Finding]) -> None:
@@ -137,14 +133,9 @@ def attach_contacts(conn, findings: list[Finding]) -> None:
 
 def run_checks(conn: psycopg.Connection, tolerance: Decimal) -> list[Finding]:
     """All seven checks of detection-rules.md against the production tables, read-only."""
-    paypal = find_live_paypal_findings(conn, tolerance)
-    orphaned_transactions = find_transaction_findings(conn, tolerance, paypal)
-    findings = [
-        *paypal.values(),
-        *find_post_cancellation_charges(conn, tolerance),
-        *find_subscription_row_findings(conn, tolerance),
-        *orphaned_transactions,
-    ]
+    findings = find_subscription_findings(conn, tolerance)
+    disconnects = [f for f in findings if f.check == BILLING_DISCONNECT]
+    findings += find_transaction_findings(conn, tolerance, disconnects)
     for finding in findings:
         if finding.charges:
             finding.charges.sort(key=lambda c: (c.date, str(c.transaction_id)))

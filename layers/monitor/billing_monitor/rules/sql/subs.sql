@@ -1,19 +1,25 @@
--- Every subscription with the terms of detection-rules.md worked out once.
--- Text is trimmed of blanks, tabs and line breaks; status/cycle lower-cased, currency upper-cased.
-subs as materialized (
+-- Every subscription with the terms of detection-rules.md worked out once (inlined where used,
+-- so the big scans stay parallel). Text is trimmed of blanks, tabs and line breaks. Keywords are
+-- compared in the "C" collation: lower()/upper() there fold ASCII letters only, which is all the
+-- keywords (canceled, month, USD, ...) hold, and is several times cheaper than a locale's folding.
+-- The PayPal id pattern is only tried on text that contains 'I-' at all.
+subs as not materialized (
     select s.id,
            s.contact_id,
            nullif(btrim(s.kajabi_subscription_id, E' \t\r\n'), '') as kajabi_id_text,
            s.amount,
-           upper(btrim(s.currency, E' \t\r\n'))      as cur,
-           lower(btrim(s.billing_cycle, E' \t\r\n')) as cycle,
-           lower(btrim(s.status, E' \t\r\n')) in ('canceled', 'cancelled', 'expired') as ended,
+           upper(btrim(s.currency, E' \t\r\n') collate "C")      as cur,
+           lower(btrim(s.billing_cycle, E' \t\r\n') collate "C") as cycle,
+           lower(btrim(s.status, E' \t\r\n') collate "C") in ('canceled', 'cancelled', 'expired') as ended,
            coalesce(s.canceled_at, s.ended_at, s.updated_at) as end_time,
-           btrim(s.kajabi_subscription_id, E' \t\r\n') collate "C" ~ '^I-[A-Z0-9]+$' as misfiled,
+           coalesce(strpos(s.kajabi_subscription_id, 'I-') > 0
+                    and btrim(s.kajabi_subscription_id, E' \t\r\n') collate "C" ~ '^I-[A-Z0-9]+$', false) as misfiled,
            case
-               when btrim(s.paypal_subscription_id, E' \t\r\n') collate "C" ~ '^I-[A-Z0-9]+$'
+               when strpos(s.paypal_subscription_id, 'I-') > 0
+                    and btrim(s.paypal_subscription_id, E' \t\r\n') collate "C" ~ '^I-[A-Z0-9]+$'
                    then btrim(s.paypal_subscription_id, E' \t\r\n')
-               when btrim(s.kajabi_subscription_id, E' \t\r\n') collate "C" ~ '^I-[A-Z0-9]+$'
+               when strpos(s.kajabi_subscription_id, 'I-') > 0
+                    and btrim(s.kajabi_subscription_id, E' \t\r\n') collate "C" ~ '^I-[A-Z0-9]+$'
                    then btrim(s.kajabi_subscription_id, E' \t\r\n')
                -- set but not of PayPal's form: still a PayPal subscription (the column says so)
                else nullif(btrim(s.paypal_subscription_id, E' \t\r\n'), '')

@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Scan speed and memory against a synthetic production database of a chosen size.
+
+    python bench/scan_bench.py --contacts 400000      # about 5 million transactions
+
+Builds the database in PostgreSQL itself (generate_series), then prints, in one run:
+  - the floor: one sequential pass, `select count(*), sum(amount)` over transactions and subscriptions;
+  - the whole `billing-monitor scan --format json` as a user runs it (a child process), wall time;
+  - their ratio, and the scan's peak RSS (the child's max resident set).
+Target (issue 3): ratio <= 3 and peak RSS < 300 MB at 5 million transactions.
+Uses the embedded PostgreSQL unless --dsn names an empty database to fill.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Per contact (by i % 1000): who they are. Rates are those of a business with the first clean-up's
+# problems still in it: 3% duplicates, 2% PayPal-only, 0.3% disconnects, 15% churned, ~0.5% orphans.
+BUILD = """
+create temporary table people as
+select i,
+       case when i %% 997 = 0 then null else md5('c' || i)::uuid end as contact_id,
+       case when r < 30 then 'duplicate' when r < 50 then 'paypal_only' when r < 53 then 'disconnect'
+            when r between 100 and 249 then 'churned' else 'member' end as kind,
+       (array[22.00, 33.00, 15.00])[1 + i %% 3] as amount,
+       'I-' || upper(substr(md5('p' || i), 1, 12)) as paypal_id
+from (select i, i %% 1000 as r from generate_series(1, %(n)s) i) x;
+
+insert into public.contacts (id, email, first_name, last_name)
+select md5('c' || i)::uuid, 'member' || i || '@example.com', 'Member', i::text
+from generate_series(1, %(n)s) i;
+
+insert into public.subscriptions (id, contact_id, kajabi_subscription_id, paypal_subscription_id, status,
+                                  amount, currency, billing_cycle, started_at, canceled_at, updated_at)
+select md5('s' || i || '-' || k)::uuid, contact_id,
+       case when kind = 'paypal_only' or (kind = 'disconnect' and k = 2) then null
+            when kind = 'duplicate' and k = 2 then paypal_id        -- the old import's misfiled id
+            else (100000000 + i)::text end,
+       case when kind = 'paypal_only' or (kind = 'disconnect' and k = 2) then paypal_id end,
+       case when kind = 'churned' or (kind = 'disconnect' and k = 1) then 'canceled' else 'active' end,
+       amount, 'USD', 'month', started, ended, coalesce(ended, started)
+from (select p.*, ks.k,
+             case when kind in ('churned', 'disconnect') then timestamptz '2023-07-01'
+                  else timestamptz '2024-05-01' end + (i %% 28) * interval '1 day' as started,
+             case when kind = 'churned' or (kind = 'disconnect' and ks.k = 1)
+                  then timestamptz '2024-01-01' + (i %% 28) * interval '1 day' end as ended
+      from people p
+      cross join lateral generate_series(1, case when kind in ('duplicate', 'disconnect') then 2 else 1 end) ks(k)) s;
+
+-- Each member's billing subscription charges monthly until it ends (or July 2025): PayPal rows
+-- through PayPal (no subscription_id, as the export), Kajabi rows through Kajabi (linked every
+-- other month). A disconnect's PayPal row keeps charging after the Kajabi row ended.
+insert into public.transactions (id, contact_id, subscription_id, source, external_id, amount, currency,
+                                 status, transaction_date)
+select md5('t' || b.id || '-' || m)::uuid, b.contact_id,
+       case when b.source = 'kajabi' and m %% 2 = 0 then b.id end,
+       b.source, 'TX' || m, b.amount, 'USD',
+       case when m %% 40 = 39 then 'refunded' else 'completed' end,
+       b.started_at + m * interval '1 month'
+from (select s.*, case when s.paypal_subscription_id is not null or s.kajabi_subscription_id like 'I-%%'
+                       then 'paypal' else 'kajabi' end as source
+      from public.subscriptions s
+      where not exists (select 1 from people p                 -- a duplicate's Kajabi row bills nothing
+                        where s.id = md5('s' || p.i || '-1')::uuid and p.kind in ('duplicate', 'disconnect'))
+     ) b
+cross join generate_series(0, 35) m
+where b.started_at + m * interval '1 month'
+      < case when b.source = 'kajabi' then coalesce(b.canceled_at, timestamptz '2025-07-01')
+             else timestamptz '2025-07-01' end;
+
+-- One-off purchases (no subscription: never a finding).
+insert into public.transactions (id, contact_id, source, amount, currency, status, transaction_date)
+select md5('o' || i)::uuid, md5('c' || i)::uuid, 'kajabi', 97.00, 'USD', 'completed',
+       timestamptz '2024-03-01' + (i %% 200) * interval '1 day'
+from generate_series(1, %(n)s) i where i %% 10 = 5;
+"""
+
+
+def build(dsn: str, contacts: int) -> dict:
+    sys.path.insert(0, str(ROOT / "layers" / "monitor"))
+    from billing_monitor.demo import load_schema
+
+    started = time.perf_counter()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        load_schema(conn)
+        psycopg.ClientCursor(conn).execute(BUILD, {"n": contacts})  # several statements
+        conn.execute("vacuum analyze")
+        counts = {t: conn.execute(f"select count(*) from public.{t}").fetchone()[0]
+                  for t in ("contacts", "subscriptions", "transactions")}
+    counts["build_s"] = time.perf_counter() - started
+    return counts
+
+
+def sequential_pass(dsn: str) -> float:
+    with psycopg.connect(dsn) as conn:
+        started = time.perf_counter()
+        conn.execute("select count(*), sum(amount) from public.transactions").fetchone()
+        conn.execute("select count(*), sum(amount) from public.subscriptions").fetchone()
+        return time.perf_counter() - started
+
+
+def scan_command(dsn: str) -> tuple[float, float, dict]:
+    """Wall seconds, peak RSS in MB (of the child alone), and the report."""
+    exe = Path(sys.executable).with_name("billing-monitor")
+    code = (
+        "import resource, subprocess, sys, time, json\n"
+        "t = time.perf_counter()\n"
+        "p = subprocess.run(sys.argv[1:], capture_output=True)\n"
+        "wall = time.perf_counter() - t\n"
+        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "sys.stderr.write(p.stderr.decode())\n"
+        "print(json.dumps({'code': p.returncode, 'wall': wall, 'rss': rss, 'bytes': len(p.stdout)}))\n"
+        "sys.stdout.flush(); open('/dev/stdout', 'wb').write(b'') \n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(exe), "scan", "--dsn", dsn, "--format", "json"],
+                         capture_output=True, text=True, check=True)
+    figures = json.loads(out.stdout.splitlines()[-1])
+    if figures["code"] != 0:
+        raise SystemExit(f"scan failed: {out.stderr}")
+    return figures["wall"], figures["rss"], figures
+
+
+@contextlib.contextmanager
+def database(dsn: str | None):
+    if dsn:
+        yield dsn
+        return
+    sys.path.insert(0, str(ROOT / "layers" / "monitor"))
+    from billing_monitor.demo import embedded_postgres
+
+    with embedded_postgres() as server_dsn:
+        yield server_dsn
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=40_000)
+    parser.add_argument("--dsn", help="an empty database to fill (default: an embedded PostgreSQL)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the best is kept")
+    args = parser.parse_args()
+
+    with database(args.dsn) as dsn:
+        counts = build(dsn, args.contacts)
+        print(f"database: {counts['contacts']:,} contacts, {counts['subscriptions']:,} subscriptions, "
+              f"{counts['transactions']:,} transactions (built in {counts['build_s']:.1f} s)")
+        floor = min(sequential_pass(dsn) for _ in range(args.repeat))
+        runs = [scan_command(dsn) for _ in range(args.repeat)]
+        wall = min(r[0] for r in runs)
+        rss = max(r[1] for r in runs)
+        report_mb = runs[0][2]["bytes"] / 1e6
+        print(f"sequential pass (count+sum, transactions and subscriptions): {floor:.2f} s")
+        print(f"billing-monitor scan --format json (whole command):          {wall:.2f} s")
+        print(f"ratio scan / sequential pass:                                {wall / floor:.2f}x  (target <= 3)")
+        print(f"scan peak RSS:                                               {rss:.0f} MB  (target < 300)")
+        print(f"report size:                                                 {report_mb:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
