@@ -72,7 +72,10 @@ def connect(dsn: str, *, read_only: bool, statement_timeout_s: float = 600,
     except psycopg.OperationalError as exc:
         raise MonitorError(f"cannot connect to {describe_target(dsn)}: {redact(_first_line(exc), dsn)}") from None
     try:
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ  # one snapshot for every check
+        # A scan reads one snapshot for every check; a writer works in READ COMMITTED so that what it
+        # does after taking an advisory lock sees what the previous holder committed.
+        conn.isolation_level = (psycopg.IsolationLevel.REPEATABLE_READ if read_only
+                                else psycopg.IsolationLevel.READ_COMMITTED)
         conn.read_only = read_only
         with conn.transaction():
             conn.execute(

@@ -1,0 +1,42 @@
+"""Scheduled scan: thin. Settings in, run_monitoring (scan, save, SNS, Slack), summary out."""
+
+import os
+
+import boto3
+from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from billing_monitor.config import ScanSettings
+from billing_monitor.logmask import powertools_logger
+from billing_monitor.monitor import run_monitoring
+
+logger = powertools_logger()
+metrics = Metrics()
+tracer = Tracer()
+sns = boto3.client("sns")
+
+
+def publish(body: str, attributes: dict) -> None:
+    sns.publish(TopicArn=os.environ["FINDINGS_TOPIC_ARN"], Message=body, MessageAttributes=attributes,
+                Subject="billing-monitor scan")
+
+
+def record_metric(name: str, unit: str, value: float) -> None:
+    metrics.add_metric(name=name, unit=getattr(MetricUnit, unit, MetricUnit.Count), value=value)
+
+
+@logger.inject_lambda_context(log_event=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    try:
+        settings = ScanSettings.from_env()
+        outcome = run_monitoring(settings, publish=publish if settings.topic_arn else None,
+                                 record_metric=record_metric)
+    except Exception:
+        metrics.add_metric(name="ScanFailures", unit=MetricUnit.Count, value=1)
+        logger.exception("scan failed: nothing was saved, published or posted")
+        raise
+    logger.info("scan done", extra=outcome.summary())
+    return outcome.summary()

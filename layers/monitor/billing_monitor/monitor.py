@@ -1,0 +1,76 @@
+"""The monitoring run the scheduled function (and `scan --save`) performs: scan, save, tell."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from billing_monitor import db
+from billing_monitor.http import retrying_session
+from billing_monitor.notify import SlackError, post_to_slack, slack_message, sns_message
+from billing_monitor.report import build_report
+from billing_monitor.scan import run_scan
+from billing_monitor.store.history import ScanDiff, mark_reported, save_scan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MonitoringOutcome:
+    report: dict
+    diff: ScanDiff
+    published: bool
+    slack: str          # "posted", "nothing new", "not configured", "failed: ..."
+
+    def summary(self) -> dict:
+        return {
+            "scan_id": self.report["scan_id"],
+            "summary": self.report["summary"],
+            "new": len(self.diff.new), "still_open": len(self.diff.still_open), "resolved": len(self.diff.resolved),
+            "published_to_sns": self.published, "slack": self.slack,
+        }
+
+
+def scan_and_save(settings) -> tuple[dict, ScanDiff]:
+    """Scan read-only, then record it in one transaction of the store (all or nothing)."""
+    report = build_report(run_scan(settings.dsn, settings.tolerance,
+                                   statement_timeout_s=settings.statement_timeout_s))
+    with db.connect(settings.store_dsn, read_only=False, application_name="billing-monitor-store") as conn:
+        diff = save_scan(conn, report)
+    return report, diff
+
+
+def run_monitoring(settings, *, publish: Callable[[str, dict], None] | None,
+                   record_metric: Callable[[str, str, float], None] = lambda *a: None,
+                   slack_session=None) -> MonitoringOutcome:
+    """Scan, save, publish to SNS, post to Slack. A Slack failure is logged and counted, never fatal."""
+    started = datetime.now(timezone.utc)
+    report, diff = scan_and_save(settings)
+    published = False
+    if publish is not None:
+        body, attributes = sns_message(report, diff)
+        publish(body, attributes)
+        published = True
+    slack = "not configured"
+    payload = slack_message(report, diff)
+    if settings.slack_webhook_url and payload is None:
+        slack = "nothing new"
+    elif settings.slack_webhook_url:
+        try:
+            session = slack_session or retrying_session(methods=("POST",), backoff_factor=settings.http_backoff_s)
+            post_to_slack(settings.slack_webhook_url, payload, session)
+            slack = "posted"
+            with db.connect(settings.store_dsn, read_only=False, application_name="billing-monitor-store") as conn:
+                mark_reported(conn, diff, started)
+        except SlackError as exc:
+            slack = f"failed: {exc}"
+            log.error("Slack notification failed; the scan is saved and on SNS", extra={"error": str(exc)})
+            record_metric("SlackFailures", "Count", 1)
+    for severity, count in report["summary"]["by_severity"].items():
+        record_metric(f"Findings_{severity}", "Count", count)
+    for currency, money in report["summary"]["charged_after_cancellation"].items():
+        record_metric(f"ChargedAfterCancellation_{currency}", "None", float(money["total"]))
+    record_metric("ScanDuration", "Seconds", (datetime.now(timezone.utc) - started).total_seconds())
+    return MonitoringOutcome(report, diff, published, slack)

@@ -1,0 +1,117 @@
+"""What the owner is told: the Slack message (Block Kit) and the SNS message, built from the report."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import requests
+
+from billing_monitor.http import DEFAULT_TIMEOUT, retrying_session
+from billing_monitor.report import money_line
+from billing_monitor.store.history import ScanDiff
+
+log = logging.getLogger(__name__)
+
+SNS_LIMIT_BYTES = 256 * 1024
+SLACK_MAX_DETAILED = 15     # new critical findings shown one by one; the rest are counted
+
+
+class SlackError(Exception):
+    """Slack did not take the message (after retries)."""
+
+
+def _customer(f: dict) -> str:
+    c = f.get("contact")
+    if not c:
+        return "(contact missing)"
+    return f"{c['name']} ({c['email']})" if c.get("name") else c["email"]
+
+
+def _critical_line(f: dict) -> str:
+    charges = f.get("charges") or {}
+    months = charges.get("count", 0)
+    what = f"charged {months}x after canceling, *{charges.get('total', '0.00')} {f['currency']}*"
+    if f["check"] == "billing_disconnect" and f.get("kajabi_canceled_at"):
+        what += f" (canceled in Kajabi {f['kajabi_canceled_at'][:10]})"
+    line = f"*{_customer(f)}* · PayPal `{f.get('paypal_subscription_id') or '-'}` · {what}"
+    if f.get("action"):
+        line += f"\nApprove: `billing-monitor approve {f['finding_id']} --by YOU@EXAMPLE.COM`"
+    return line
+
+
+def slack_message(report: dict, diff: ScanDiff) -> dict | None:
+    """The Block Kit payload, or None when there is nothing the owner has not already been told."""
+    has_news = diff.new or diff.resolved or diff.changed or diff.reminder_due
+    if not has_news:
+        return None
+    critical_count = report["summary"]["by_severity"]["critical"]
+    blocks = [{"type": "header", "text": {"type": "plain_text", "text": money_line(report)[:150]}}]
+    new_critical = [f for f in diff.new if f["severity"] == "critical"]
+    changed_critical = [o.finding for o in diff.changed if o.finding["severity"] == "critical"]
+    for title, group in (("New: charged after canceling", new_critical),
+                         ("Changed since the last report", changed_critical)):
+        if not group:
+            continue
+        lines = [_critical_line(f) for f in group[:SLACK_MAX_DETAILED]]
+        if len(group) > SLACK_MAX_DETAILED:
+            lines.append(f"…and {len(group) - SLACK_MAX_DETAILED} more in the report (SNS / `billing-monitor scan`).")
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*"}})
+        blocks.extend({"type": "section", "text": {"type": "mrkdwn", "text": line[:2900]}} for line in lines)
+    other_new = len(diff.new) - len(new_critical)
+    status = []
+    if other_new:
+        status.append(f"{other_new} new warning/info finding(s)")
+    if diff.still_open and (diff.reminder_due or diff.changed):
+        oldest = max(o.months_open for o in diff.still_open)
+        status.append(f"Still open: {len(diff.still_open)} (oldest {oldest} month(s))")
+    if diff.resolved:
+        status.append(f"Resolved since the last scan: {len(diff.resolved)}")
+    if critical_count == 0:
+        status.append(":white_check_mark: All clear: nobody is being charged after canceling.")
+    if status:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(status)}})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"scan {report['scan_id']}"}]})
+    return {"text": money_line(report), "blocks": blocks}
+
+
+def post_to_slack(webhook_url: str, payload: dict, session: requests.Session | None = None) -> None:
+    """POST to an incoming webhook; 429 and 5xx are retried with back-off. Raises SlackError."""
+    session = session or retrying_session(methods=("POST",))
+    try:
+        answer = session.post(webhook_url, json=payload, timeout=DEFAULT_TIMEOUT)
+    except requests.RequestException as exc:
+        raise SlackError(f"Slack unreachable: {type(exc).__name__}") from None
+    if answer.status_code != 200:
+        raise SlackError(f"Slack answered {answer.status_code}: {answer.text[:200]}")
+
+
+def sns_message(report: dict, diff: ScanDiff | None, limit: int = SNS_LIMIT_BYTES) -> tuple[str, dict]:
+    """The report (plus the new/open/resolved view) as one JSON document under SNS's size limit.
+
+    Too large: keep the critical and warning findings and say how many were left out; still too large:
+    the critical ones only; then the summary alone. Never split, never dropped.
+    """
+    by_severity = report["summary"]["by_severity"]
+    highest = next((s for s in ("critical", "warning", "info") if by_severity.get(s)), "none")
+    attributes = {
+        "highest_severity": {"DataType": "String", "StringValue": highest},
+        "critical_count": {"DataType": "Number", "StringValue": str(by_severity.get("critical", 0))},
+    }
+    document = dict(report)
+    if diff is not None:
+        document["changes"] = diff.as_dict()
+    budget = limit - len(json.dumps(attributes)) - 1024
+    body = json.dumps(document)
+    for keep in (("critical", "warning"), ("critical",), ()):
+        if len(body.encode()) <= budget:
+            break
+        kept = [f for f in report["findings"] if f["severity"] in keep]
+        document = dict(document, findings=kept, findings_omitted=len(report["findings"]) - len(kept),
+                        note=f"Report over SNS's 256 KB limit: only {' and '.join(keep) or 'no'} findings are"
+                             f" included; run `billing-monitor scan` for the full report.")
+        if "changes" in document and not keep:
+            document["changes"] = {"previous_scan_id": diff.previous_scan_id, "new": len(diff.new),
+                                   "still_open": len(diff.still_open), "resolved": len(diff.resolved)}
+        body = json.dumps(document)
+    return body, attributes

@@ -1,0 +1,178 @@
+"""Scan history in the billing_monitor schema: what is new, still open, and resolved since last time."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from importlib import resources
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from billing_monitor.report import money_line
+
+SCHEMA = "billing_monitor"
+MIGRATION_LOCK = 0x626D0001   # pg_advisory_xact_lock keys: one for migrations,
+SAVE_LOCK = 0x626D0002        # one so that two scans saving at once take turns
+REMINDER_EVERY = timedelta(days=28)
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    folder = resources.files("billing_monitor.store")
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql") and entry.name[:3].isdigit():
+            found.append((int(entry.name[:3]), entry.name, entry.read_text()))
+    return sorted(found)
+
+
+def apply_migrations(conn: psycopg.Connection) -> list[str]:
+    """Apply the migrations not applied yet, in the caller's transaction. Returns the names applied.
+
+    Serialised by an advisory lock: running it twice is a no-op, and two at once take turns.
+    """
+    conn.execute("select pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+    conn.execute(f"create schema if not exists {SCHEMA}")
+    conn.execute(f"create table if not exists {SCHEMA}.schema_migrations ("
+                 " version int primary key, name text not null, applied_at timestamptz not null default now())")
+    applied = {v for (v,) in conn.execute(f"select version from {SCHEMA}.schema_migrations")}
+    done = []
+    for version, name, sql in _migrations():
+        if version in applied:
+            continue
+        conn.execute(sql)
+        conn.execute(f"insert into {SCHEMA}.schema_migrations (version, name) values (%s, %s)", (version, name))
+        done.append(name)
+    return done
+
+
+def fingerprint(finding: dict) -> str:
+    """What makes a finding worth reporting again: its severity and what it was charged."""
+    charges = finding.get("charges") or {}
+    key = [finding["severity"], charges.get("count"), charges.get("total")]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+
+
+def months_between(start: datetime, end: datetime) -> int:
+    return max(0, (end.year - start.year) * 12 + end.month - start.month - (end.day < start.day))
+
+
+@dataclass
+class OpenFinding:
+    finding: dict
+    first_seen_at: datetime
+    months_open: int
+    changed: bool
+
+
+@dataclass
+class ScanDiff:
+    scan_id: str
+    previous_scan_id: str | None
+    new: list[dict] = field(default_factory=list)
+    still_open: list[OpenFinding] = field(default_factory=list)
+    resolved: list[dict] = field(default_factory=list)
+    reminder_due: bool = False
+
+    @property
+    def changed(self) -> list[OpenFinding]:
+        return [o for o in self.still_open if o.changed]
+
+    def as_dict(self) -> dict:
+        return {
+            "previous_scan_id": self.previous_scan_id,
+            "new": [f["finding_id"] for f in self.new],
+            "still_open": [{"finding_id": o.finding["finding_id"], "months_open": o.months_open,
+                            "changed": o.changed} for o in self.still_open],
+            "resolved": [f["finding_id"] for f in self.resolved],
+        }
+
+
+def save_scan(conn: psycopg.Connection, report: dict) -> ScanDiff:
+    """Record a scan and its findings in the caller's transaction; returns what changed since the last one.
+
+    The caller commits: a scan that fails half-way leaves the previous state as it was.
+    """
+    apply_migrations(conn)
+    conn.execute("select pg_advisory_xact_lock(%s)", (SAVE_LOCK,))
+    scan_id, started = report["scan_id"], datetime.fromisoformat(report["started_at"])
+    previous = conn.execute(f"select scan_id from {SCHEMA}.scan_runs order by started_at desc limit 1").fetchone()
+    last_reminder = conn.execute(
+        f"select max(last_reported_at) from {SCHEMA}.findings where resolved_scan is null").fetchone()[0]
+    conn.execute(
+        f"insert into {SCHEMA}.scan_runs (scan_id, started_at, finished_at, tolerance, summary, money_line)"
+        " values (%s, %s, %s, %s, %s, %s)",
+        (scan_id, started, report["finished_at"], report["tolerance"], Jsonb(report["summary"]), money_line(report)),
+    )
+    ids = [f["finding_id"] for f in report["findings"]]
+    known = {
+        r[0]: r[1:] for r in conn.execute(
+            f"select finding_id, fingerprint, first_seen_at from {SCHEMA}.findings"
+            " where resolved_scan is null and finding_id = any(%s)", (ids,))
+    }
+    diff = ScanDiff(scan_id=scan_id, previous_scan_id=str(previous[0]) if previous else None)
+    rows = []
+    for f in report["findings"]:
+        fp = fingerprint(f)
+        if f["finding_id"] in known:
+            old_fp, first_seen = known[f["finding_id"]]
+            diff.still_open.append(OpenFinding(f, first_seen, months_between(first_seen, started), old_fp != fp))
+        else:
+            diff.new.append(f)
+        rows.append((f["finding_id"], f["check"], f["severity"], f["paypal_subscription_id"], scan_id, started,
+                     scan_id, started, fp, Jsonb(f)))
+    with conn.cursor() as cur:
+        cur.executemany(
+            f"insert into {SCHEMA}.findings as f (finding_id, check_name, severity, paypal_subscription_id,"
+            " first_seen_scan, first_seen_at, last_seen_scan, last_seen_at, fingerprint, finding)"
+            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " on conflict (finding_id) do update set"
+            "   severity = excluded.severity, last_seen_scan = excluded.last_seen_scan,"
+            "   last_seen_at = excluded.last_seen_at, fingerprint = excluded.fingerprint, finding = excluded.finding,"
+            # a finding that comes back after it was resolved is new again
+            "   first_seen_scan = case when f.resolved_scan is null then f.first_seen_scan"
+            "                          else excluded.first_seen_scan end,"
+            "   first_seen_at = case when f.resolved_scan is null then f.first_seen_at else excluded.first_seen_at end,"
+            "   resolved_scan = null, resolved_at = null",
+            rows,
+        )
+        with cur.copy(f"copy {SCHEMA}.scan_findings (scan_id, finding_id, severity) from stdin") as copy:
+            for f in report["findings"]:
+                copy.write_row((scan_id, f["finding_id"], f["severity"]))
+    diff.resolved = [r[0] for r in conn.execute(
+        f"update {SCHEMA}.findings set resolved_scan = %s, resolved_at = %s"
+        " where resolved_scan is null and last_seen_scan <> %s returning finding",
+        (scan_id, started, scan_id))]
+    diff.reminder_due = bool(diff.still_open) and (last_reminder is None or started - last_reminder >= REMINDER_EVERY)
+    return diff
+
+
+def mark_reported(conn: psycopg.Connection, diff: ScanDiff, when: datetime) -> None:
+    """Remember what Slack carried, so the next scan does not repeat it before the monthly reminder."""
+    reported = [f["finding_id"] for f in diff.new] + [o.finding["finding_id"] for o in diff.still_open
+                                                       if o.changed or diff.reminder_due]
+    conn.execute(f"update {SCHEMA}.findings set last_reported_at = %s where finding_id = any(%s)", (when, reported))
+
+
+def list_scans(conn: psycopg.Connection, limit: int = 12) -> list[dict]:
+    rows = conn.execute(
+        f"select scan_id, started_at, summary, money_line from {SCHEMA}.scan_runs order by started_at desc limit %s",
+        (limit,)).fetchall()
+    return [{"scan_id": str(r[0]), "started_at": r[1], "summary": r[2], "money_line": r[3]} for r in rows]
+
+
+def load_finding(conn: psycopg.Connection, finding_id: str) -> tuple[dict, bool] | None:
+    """The latest saved copy of a finding and whether it is still open."""
+    row = conn.execute(f"select finding, resolved_scan is null from {SCHEMA}.findings where finding_id = %s",
+                       (finding_id,)).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def list_actions(conn: psycopg.Connection, limit: int = 50) -> list[dict]:
+    rows = conn.execute(
+        f"select handled_at, outcome, finding_id, paypal_subscription_id, approved_by, detail"
+        f" from {SCHEMA}.actions order by handled_at desc, action_id desc limit %s", (limit,)).fetchall()
+    keys = ("handled_at", "outcome", "finding_id", "paypal_subscription_id", "approved_by", "detail")
+    return [dict(zip(keys, r)) for r in rows]

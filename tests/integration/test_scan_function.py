@@ -1,0 +1,216 @@
+"""The scheduled scan function, fed the events/ files: real Postgres, moto SNS/SQS/Secrets, loopback Slack."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+
+import boto3
+import psycopg
+import pytest
+from moto import mock_aws
+
+from billing_monitor import db
+from billing_monitor.demo import load_demo_data
+from billing_monitor.errors import MonitorError
+from billing_monitor.store import apply_migrations
+from tests.support.aws import LambdaContext, load_event, load_handler_module
+from tests.support.fake_slack import FakeSlack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    for key, value in {
+        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "POWERTOOLS_METRICS_NAMESPACE": "BillingMonitorTest", "POWERTOOLS_SERVICE_NAME": "billing-monitor",
+        "POWERTOOLS_TRACE_DISABLED": "true", "BILLING_MONITOR_HTTP_BACKOFF": "0.01",
+    }.items():
+        monkeypatch.setenv(key, value)
+
+
+class Deployment:
+    """What the template would create, in moto: the topic, a queue subscribed to it, the secrets."""
+
+    def __init__(self, dsn: str, slack_url: str | None):
+        self.sns = boto3.client("sns")
+        self.sqs = boto3.client("sqs")
+        secrets = boto3.client("secretsmanager")
+        self.topic_arn = self.sns.create_topic(Name="billing-monitor-findings")["TopicArn"]
+        self.queue_url = self.sqs.create_queue(QueueName="findings-inbox")["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"]["QueueArn"]
+        self.sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn,
+                           Attributes={"RawMessageDelivery": "true"})
+        self.dsn_secret = secrets.create_secret(Name="billing-monitor/dsn", SecretString=dsn)["ARN"]
+        self.env = {"BILLING_MONITOR_DSN_SECRET": self.dsn_secret, "FINDINGS_TOPIC_ARN": self.topic_arn}
+        if slack_url:
+            self.env["SLACK_WEBHOOK_URL_SECRET"] = secrets.create_secret(
+                Name="billing-monitor/slack", SecretString=json.dumps({"value": slack_url}))["ARN"]
+
+    def published(self) -> list[tuple[dict, dict]]:
+        got = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
+                                       MessageAttributeNames=["All"])
+        return [(json.loads(m["Body"]), m.get("MessageAttributes", {})) for m in got.get("Messages", [])]
+
+
+@pytest.fixture
+def demo_db(fresh_database):
+    dsn = fresh_database()
+    load_demo_data(dsn, create_tables=False)
+    return dsn
+
+
+@pytest.fixture
+def slack():
+    with FakeSlack() as fake:
+        yield fake
+
+
+@pytest.fixture
+def deployed(aws_env, demo_db, slack, monkeypatch):
+    with mock_aws():
+        deployment = Deployment(demo_db, slack.url)
+        for key, value in deployment.env.items():
+            monkeypatch.setenv(key, value)
+        handler = load_handler_module("scan")
+        deployment.invoke = lambda name="scheduled_monthly.json": handler.lambda_handler(
+            load_event(name), LambdaContext())
+        yield deployment
+
+
+def scans_saved(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        exists = conn.execute("select to_regclass('billing_monitor.scan_runs')").fetchone()[0]
+        return conn.execute("select count(*) from billing_monitor.scan_runs").fetchone()[0] if exists else 0
+
+
+def test_first_scan_reports_everything_as_new(deployed, slack, demo_db):
+    result = deployed.invoke()
+    assert result["new"] == 181 and result["still_open"] == 0 and result["slack"] == "posted"
+    [(message, attributes)] = deployed.published()
+    assert message["summary"]["charged_after_cancellation"] == {"USD": {"count": 41, "total": "990.00"}}
+    assert len(message["changes"]["new"]) == 181
+    assert attributes["highest_severity"]["StringValue"] == "critical"
+    assert attributes["critical_count"]["StringValue"] == "4"
+    [posted] = slack.messages
+    assert posted["text"] == "4 customers charged after canceling: 41 charges, 990.00 USD"
+    text = json.dumps(posted["blocks"])
+    assert text.count("billing-monitor approve ") == 4
+    assert "462.00 USD" in text and "All clear" not in text
+    assert scans_saved(demo_db) == 1
+
+
+def test_second_scan_of_unchanged_data_alerts_nothing_new(deployed, slack):
+    deployed.invoke()
+    deployed.published()
+    result = deployed.invoke("scheduled_daily.json")
+    assert (result["new"], result["still_open"], result["resolved"]) == (0, 181, 0)
+    assert result["slack"] == "nothing new"
+    assert len(slack.messages) == 1               # only the first scan's
+    [(message, _)] = deployed.published()         # SNS still gets every scan
+    assert message["changes"]["new"] == [] and len(message["changes"]["still_open"]) == 181
+
+
+def test_fixed_disconnect_is_resolved_and_a_new_one_is_new(deployed, slack, demo_db):
+    first = deployed.invoke()
+    report_findings = deployed.published()[0][0]["findings"]
+    fixed = next(f for f in report_findings if f["check"] == "billing_disconnect")
+    with psycopg.connect(demo_db) as conn:
+        conn.execute("update public.subscriptions set status = 'canceled', canceled_at = now() where id = %s",
+                     (fixed["subscription_id"],))
+        contact = conn.execute("insert into public.contacts (email, first_name, last_name) values"
+                               " ('new.leaver@example.com', 'New', 'Leaver') returning id").fetchone()[0]
+        conn.execute("insert into public.subscriptions (contact_id, kajabi_subscription_id, status, amount,"
+                     " billing_cycle, canceled_at) values (%s, '99887766', 'canceled', 22.00, 'month', '2025-04-01')",
+                     (contact,))
+        conn.execute("insert into public.subscriptions (contact_id, paypal_subscription_id, status, amount,"
+                     " billing_cycle) values (%s, 'I-NEWLEAVER001', 'active', 22.00, 'month')", (contact,))
+        conn.execute("insert into public.transactions (contact_id, source, amount, status, transaction_date)"
+                     " values (%s, 'paypal', 22.00, 'completed', '2025-05-01')", (contact,))
+    second = deployed.invoke()
+    assert first["new"] == 181
+    assert second["resolved"] == 1 and second["new"] == 1
+    [(message, _)] = deployed.published()
+    assert fixed["finding_id"] in message["changes"]["resolved"]
+    latest = json.dumps(slack.messages[-1]["blocks"])
+    assert "Resolved since the last scan: 1" in latest
+    assert "I-NEWLEAVER001" in latest and fixed["paypal_subscription_id"] not in latest
+
+
+def test_slack_rate_limit_is_retried(deployed, slack):
+    slack.script = [(429, {"Retry-After": "0"}), (200, {})]
+    assert deployed.invoke()["slack"] == "posted"
+    assert len(slack.requests) == 2 and slack.requests[0]["json"] == slack.requests[1]["json"]
+
+
+def test_slack_outage_never_loses_the_scan(deployed, slack, demo_db):
+    slack.always = (503, {})
+    result = deployed.invoke()
+    assert result["slack"].startswith("failed: Slack answered 503")
+    assert len(slack.requests) == 5                    # first try and four retries
+    assert len(deployed.published()) == 1 and scans_saved(demo_db) == 1
+    # the next scan still has it to say: nothing was marked as reported
+    slack.always = None
+    assert deployed.invoke()["slack"] == "posted"
+
+
+def test_database_unreachable_fails_loudly_and_saves_nothing(aws_env, slack, monkeypatch, demo_db):
+    with mock_aws():
+        deployment = Deployment("postgresql://monitor:Sup3rSecret@127.0.0.1:1/prod", slack.url)
+        for key, value in deployment.env.items():
+            monkeypatch.setenv(key, value)
+        handler = load_handler_module("scan")
+        with pytest.raises(MonitorError, match="cannot connect to host 127.0.0.1:1") as raised:
+            handler.lambda_handler(load_event("scheduled_monthly.json"), LambdaContext())
+        assert "Sup3rSecret" not in str(raised.value)
+        assert deployment.published() == [] and slack.requests == []
+    assert scans_saved(demo_db) == 0
+
+
+def test_logs_are_json_and_never_hold_a_customer_email(deployed, capsys):
+    deployed.invoke()
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert lines and all(line["service"] == "billing-monitor" for line in lines)
+    assert not re.search(r"[a-z0-9.]+[a-z0-9]@example\.com", json.dumps(lines))
+
+
+def test_the_logger_masks_emails_anywhere_in_a_line(capsys):
+    from billing_monitor.logmask import powertools_logger
+
+    logger = powertools_logger("mask-test")
+    logger.info("refund for ada.lovelace@example.com", extra={"customer": "bob.stone@example.org"})
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["message"] == "refund for a***@example.com"
+    assert line["customer"] == "b***@example.org"
+
+
+# ---------------------------------------------------------------- the store
+
+
+def test_migrations_twice_and_concurrently(fresh_database):
+    dsn = fresh_database()
+    results, errors = [], []
+
+    def migrate():
+        try:
+            with db.connect(dsn, read_only=False) as conn:
+                results.append(apply_migrations(conn))
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(len(r) for r in results) == [0, 0, 0, 2]     # one applied both, the others nothing
+    with db.connect(dsn, read_only=False) as conn:
+        assert apply_migrations(conn) == []
+        versions = conn.execute("select version from billing_monitor.schema_migrations order by 1").fetchall()
+        assert versions == [(1,), (2,)]
+        assert conn.execute("select count(*) from information_schema.tables"
+                            " where table_schema = 'public'").fetchone()[0] == 4  # production untouched
