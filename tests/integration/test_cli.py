@@ -208,3 +208,17 @@ def test_demo_command_prints_the_worked_example_and_leaves_no_server():
 def _demo_servers() -> set[str]:
     found = subprocess.run(["pgrep", "-f", "billing-monitor-pg-"], capture_output=True, text=True)
     return set(found.stdout.split())
+
+
+def test_scan_save_then_history(demo_dsn, capsys):
+    code, out, err = run_cli(capsys, "history", "--dsn", demo_dsn)
+    assert code == 0 and "No saved scan yet" in out
+    code, out, err = run_cli(capsys, "scan", "--dsn", demo_dsn, "--save", "--format", "json")
+    assert code == 0 and "181 new, 0 still open, 0 resolved" in err
+    first = json.loads(out)["scan_id"]
+    code, out, err = run_cli(capsys, "scan", "--dsn", demo_dsn, "--save", "--format", "json")
+    assert "0 new, 181 still open, 0 resolved" in err
+    code, out, _ = run_cli(capsys, "history", "--dsn", demo_dsn)
+    lines = out.splitlines()
+    assert len(lines) == 2 and first in lines[1]
+    assert "4 critical, 85 warning, 92 info  4 customers charged after canceling: 41 charges, 990.00 USD" in lines[0]

@@ -11,15 +11,18 @@ import json
 import os
 import sys
 
+from billing_monitor import db
 from billing_monitor.db import redact
 from billing_monitor.errors import MonitorError
 from billing_monitor.money import parse_tolerance
 from billing_monitor.report import build_report, render_table
 from billing_monitor.rules.finding import SEVERITIES
 from billing_monitor.scan import DEFAULT_TOLERANCE, run_scan
+from billing_monitor.store import apply_migrations, list_scans, save_scan
 
 EXIT_OK, EXIT_ERROR, EXIT_FAIL_ON = 0, 1, 3
 DSN_ENV = "BILLING_MONITOR_DSN"
+STORE_DSN_ENV = "BILLING_MONITOR_STORE_DSN"
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
@@ -37,7 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     scan = sub.add_parser("scan", help="run the detection rules against the production database")
     scan.add_argument("--dsn", default=None, help=f"PostgreSQL DSN (default: ${DSN_ENV})")
+    scan.add_argument("--save", action="store_true",
+                      help="record the scan in the billing_monitor schema, as the scheduled function does")
+    scan.add_argument("--store-dsn", default=None,
+                      help=f"DSN the monitor writes its own schema with (default: ${STORE_DSN_ENV}, else --dsn)")
     _add_output_options(scan)
+    history = sub.add_parser("history", help="recent saved scans with their counts and the money line")
+    history.add_argument("--store-dsn", default=None)
+    history.add_argument("--dsn", default=None, help="used when no store DSN is given")
+    history.add_argument("--limit", type=int, default=12)
     demo = sub.add_parser("demo", help="scan a synthetic copy of the first clean-up on an embedded Postgres")
     _add_output_options(demo)
     return parser
@@ -55,13 +66,40 @@ def emit_report(report: dict, fmt: str, fail_on: str | None) -> int:
     return EXIT_OK
 
 
-def cmd_scan(args) -> int:
-    tolerance = parse_tolerance(args.tolerance)
+def _dsn(args) -> str:
     dsn = args.dsn or os.environ.get(DSN_ENV)
     if not dsn:
         raise MonitorError(f"no database configured: pass --dsn or set {DSN_ENV}")
-    result = run_scan(dsn, tolerance, statement_timeout_s=args.statement_timeout)
-    return emit_report(build_report(result), args.format, args.fail_on)
+    return dsn
+
+
+def _store_dsn(args) -> str:
+    return args.store_dsn or os.environ.get(STORE_DSN_ENV) or _dsn(args)
+
+
+def cmd_scan(args) -> int:
+    tolerance = parse_tolerance(args.tolerance)
+    dsn = _dsn(args)
+    report = build_report(run_scan(dsn, tolerance, statement_timeout_s=args.statement_timeout))
+    if args.save:
+        with db.connect(_store_dsn(args), read_only=False, application_name="billing-monitor-store") as conn:
+            diff = save_scan(conn, report)
+        print(f"Saved scan {report['scan_id']}: {len(diff.new)} new, {len(diff.still_open)} still open,"
+              f" {len(diff.resolved)} resolved.", file=sys.stderr)
+    return emit_report(report, args.format, args.fail_on)
+
+
+def cmd_history(args) -> int:
+    with db.connect(_store_dsn(args), read_only=False, application_name="billing-monitor-store") as conn:
+        apply_migrations(conn)
+        scans = list_scans(conn, args.limit)
+    if not scans:
+        print("No saved scan yet (billing-monitor scan --save records one).")
+    for scan in scans:
+        by = scan["summary"]["by_severity"]
+        print(f"{scan['started_at']:%Y-%m-%d %H:%M} UTC  {scan['scan_id']}  "
+              f"{by['critical']} critical, {by['warning']} warning, {by['info']} info  {scan['money_line']}")
+    return EXIT_OK
 
 
 def cmd_demo(args) -> int:
@@ -76,7 +114,7 @@ def cmd_demo(args) -> int:
     return emit_report(build_report(result), args.format, args.fail_on)
 
 
-COMMANDS = {"scan": cmd_scan, "demo": cmd_demo}
+COMMANDS = {"scan": cmd_scan, "demo": cmd_demo, "history": cmd_history}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,81 @@
+"""template.yaml and the code agree; `sam validate --lint` passes."""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from billing_monitor.config import ScanSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class CfnLoader(yaml.SafeLoader):
+    pass
+
+
+CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: (
+    loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode)
+    else loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode)
+    else loader.construct_mapping(node)))
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
+
+
+def functions(template) -> dict:
+    return {name: r["Properties"] for name, r in template["Resources"].items()
+            if r["Type"] == "AWS::Serverless::Function"}
+
+
+def environment(template, props) -> set[str]:
+    names = set(template["Globals"]["Function"]["Environment"]["Variables"])
+    return names | set(props.get("Environment", {}).get("Variables", {}))
+
+
+def test_every_handler_path_exists(template):
+    for name, props in functions(template).items():
+        module, func = props["Handler"].rsplit(".", 1)
+        source = ROOT / props["CodeUri"] / f"{module}.py"
+        assert source.exists(), f"{name}: {source} missing"
+        defined = {n.name for n in ast.parse(source.read_text()).body if isinstance(n, ast.FunctionDef)}
+        assert func in defined, f"{name}: {func} not defined in {source}"
+    layer = template["Resources"]["MonitorLayer"]["Properties"]["ContentUri"]
+    assert (ROOT / layer / "billing_monitor" / "__init__.py").exists()
+    assert (ROOT / layer / "requirements.txt").exists()
+
+
+def test_scan_function_gets_every_setting_it_reads(template):
+    env = environment(template, functions(template)["ScanFunction"])
+    for name in ScanSettings.SECRETS:
+        assert {name, f"{name}_SECRET", f"{name}_PARAMETER"} & env, f"{name} not configured"
+    for name in ScanSettings.PLAIN:
+        assert name in env, f"{name} not set in the template"
+    assert "POWERTOOLS_METRICS_NAMESPACE" in env and "POWERTOOLS_SERVICE_NAME" in env
+
+
+def test_schedules_monthly_by_default_and_daily_off(template):
+    events = functions(template)["ScanFunction"]["Events"]
+    assert template["Parameters"]["ScanSchedule"]["Default"] == "cron(0 9 1 * ? *)"
+    assert events["MonthlyScan"]["Properties"]["State"] == "ENABLED"
+    assert template["Parameters"]["DailyScanEnabled"]["Default"] == "false"
+
+
+def test_sam_validate_lint():
+    sam = shutil.which("sam")
+    if sam is None:
+        if os.environ.get("CI"):
+            pytest.fail("sam is not installed: `make test` installs it into .venv-sam")
+        pytest.skip("sam not on PATH (run through `make test`)")
+    done = subprocess.run([sam, "validate", "--lint", "--template", str(ROOT / "template.yaml")],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "SAM_CLI_TELEMETRY": "0"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "is a valid SAM Template" in done.stdout + done.stderr
