@@ -1,0 +1,195 @@
+"""PayPal Subscriptions API v1 client: OAuth2 client credentials, get and cancel a subscription.
+
+Built against PayPal's OpenAPI description (tests/data/paypal/billing_subscriptions_v1.json):
+  GET  /v1/billing/subscriptions/{id}          200 subscription (status ACTIVE, SUSPENDED, CANCELLED, ...)
+  POST /v1/billing/subscriptions/{id}/cancel   body {"reason": 1-128 chars}, 204
+       422 with details[].issue == SUBSCRIPTION_STATUS_INVALID: the subscription has already ended
+  POST /v1/oauth2/token (not in that spec)     Basic auth, grant_type=client_credentials
+
+GET and the token call are retried on 429/5xx with back-off honouring Retry-After. A cancel that
+answers 5xx or times out has an unknown outcome: the client reads the subscription before trying again,
+so a cancel that went through is never sent twice. Credentials and tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+
+import requests
+
+from billing_monitor.http import DEFAULT_TIMEOUT, retrying_session
+
+log = logging.getLogger(__name__)
+
+LIVE_URL = "https://api-m.paypal.com"
+SANDBOX_URL = "https://api-m.sandbox.paypal.com"
+PAYPAL_ID = re.compile(r"^I-[A-Z0-9]+$")
+CANCELABLE = ("ACTIVE", "SUSPENDED")
+ENDED = ("CANCELLED", "EXPIRED")
+TOKEN_MARGIN_S = 120
+
+
+class PayPalError(Exception):
+    """A PayPal call failed. `transient` says whether trying again later may succeed."""
+
+    transient = False
+
+
+class PayPalNotFound(PayPalError):
+    """No such subscription: permanent."""
+
+
+class PayPalTransient(PayPalError):
+    """PayPal is rate limiting or failing (after retries), or did not answer: try again later."""
+
+    transient = True
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    outcome: str            # "canceled" (this call, or an earlier one whose answer was lost) or "already_canceled"
+    status_before: str | None
+    status_after: str | None
+    detail: str
+
+
+@dataclass
+class PayPalClient:
+    base_url: str
+    client_id: str = field(repr=False)
+    client_secret: str = field(repr=False)
+    timeout: tuple[float, float] = DEFAULT_TIMEOUT
+    backoff_s: float = 0.5
+    cancel_attempts: int = 4
+    sleep: callable = time.sleep
+    _session: requests.Session = field(default=None, repr=False)
+    _plain: requests.Session = field(default=None, repr=False)
+    _token: str | None = field(default=None, repr=False)
+    _token_expires: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self):
+        self.base_url = self.base_url.rstrip("/")
+        self._session = self._session or retrying_session(methods=("GET", "POST"), backoff_factor=self.backoff_s)
+        self._plain = self._plain or requests.Session()
+
+    # ------------------------------------------------------------------ auth
+
+    def access_token(self) -> str:
+        """A cached bearer token, fetched again shortly before it expires."""
+        with self._lock:
+            if self._token and time.monotonic() < self._token_expires - TOKEN_MARGIN_S:
+                return self._token
+            try:
+                answer = self._session.post(
+                    f"{self.base_url}/v1/oauth2/token", auth=(self.client_id, self.client_secret),
+                    data={"grant_type": "client_credentials"}, headers={"Accept": "application/json"},
+                    timeout=self.timeout)
+            except requests.RequestException as exc:
+                raise PayPalTransient(f"PayPal token endpoint unreachable: {type(exc).__name__}") from None
+            if answer.status_code in (429,) or answer.status_code >= 500:
+                raise PayPalTransient(f"PayPal token endpoint answered {answer.status_code}")
+            if answer.status_code != 200:
+                raise PayPalError(f"PayPal refused the client credentials ({answer.status_code})")
+            body = answer.json()
+            self._token = body["access_token"]
+            self._token_expires = time.monotonic() + float(body.get("expires_in", 0))
+            return self._token
+
+    def _forget_token(self) -> None:
+        with self._lock:
+            self._token = None
+
+    def _headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.access_token()}", "Accept": "application/json",
+                "Content-Type": "application/json"}
+
+    # ------------------------------------------------------------------ calls
+
+    def get_subscription(self, subscription_id: str) -> dict:
+        _check_id(subscription_id)
+        url = f"{self.base_url}/v1/billing/subscriptions/{subscription_id}"
+        for _ in range(2):  # a second time only after a 401 (expired token)
+            try:
+                answer = self._session.get(url, headers=self._headers(), timeout=self.timeout)
+            except requests.RequestException as exc:
+                raise PayPalTransient(f"PayPal unreachable reading {subscription_id}: {type(exc).__name__}") from None
+            if answer.status_code == 401:
+                self._forget_token()
+                continue
+            if answer.status_code == 200:
+                return answer.json()
+            if answer.status_code == 404:
+                raise PayPalNotFound(f"PayPal has no subscription {subscription_id}")
+            if answer.status_code == 429 or answer.status_code >= 500:
+                raise PayPalTransient(f"PayPal answered {answer.status_code} reading {subscription_id}")
+            raise PayPalError(f"PayPal answered {answer.status_code} reading {subscription_id}: {_issue(answer)}")
+        raise PayPalError("PayPal rejected a fresh access token (401)")
+
+    def cancel_subscription(self, subscription_id: str, reason: str) -> CancelResult:
+        """Cancel once. Reads the subscription first; an ended one is 'already_canceled'."""
+        _check_id(subscription_id)
+        reason = (reason or "Canceled by billing-monitor").strip()[:128] or "Canceled by billing-monitor"
+        before = self.get_subscription(subscription_id).get("status")
+        if before in ENDED:
+            return CancelResult("already_canceled", before, before, f"PayPal already shows {before}")
+        if before not in CANCELABLE:
+            raise PayPalError(f"PayPal subscription {subscription_id} is {before}: not active, nothing to cancel")
+        url = f"{self.base_url}/v1/billing/subscriptions/{subscription_id}/cancel"
+        for attempt in range(self.cancel_attempts):
+            if attempt:
+                self.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                answer = self._plain.post(url, json={"reason": reason}, headers=self._headers(), timeout=self.timeout)
+            except requests.RequestException as exc:
+                answer, unknown = None, f"no answer ({type(exc).__name__})"
+            if answer is not None:
+                if answer.status_code == 204:
+                    return CancelResult("canceled", before, "CANCELLED", "PayPal canceled the subscription (204)")
+                if answer.status_code == 422 and "SUBSCRIPTION_STATUS_INVALID" in _issue(answer):
+                    return CancelResult("already_canceled", before, "CANCELLED",
+                                        "PayPal answered SUBSCRIPTION_STATUS_INVALID: already ended")
+                if answer.status_code == 404:
+                    raise PayPalNotFound(f"PayPal has no subscription {subscription_id}")
+                if answer.status_code == 401:
+                    self._forget_token()
+                    continue
+                if answer.status_code == 429:  # not processed: wait as told, then try again
+                    self.sleep(min(_retry_after(answer, self.backoff_s), 30))
+                    continue
+                if answer.status_code < 500:
+                    raise PayPalError(f"PayPal refused to cancel {subscription_id} ({answer.status_code}):"
+                                      f" {_issue(answer)}")
+                unknown = f"PayPal answered {answer.status_code}"
+            # 5xx or no answer: the cancel may or may not have happened. Look before trying again.
+            log.warning("cancel outcome unknown, reading the subscription", extra={"detail": unknown})
+            now = self.get_subscription(subscription_id).get("status")
+            if now in ENDED:
+                return CancelResult("canceled", before, now, f"{unknown}; PayPal now shows {now}")
+        raise PayPalTransient(f"PayPal did not confirm the cancellation of {subscription_id}"
+                              f" after {self.cancel_attempts} attempts")
+
+
+def _check_id(subscription_id: str) -> None:
+    if not PAYPAL_ID.match(subscription_id or ""):
+        raise PayPalError(f"not a PayPal subscription id: {subscription_id!r}")
+
+
+def _issue(answer: requests.Response) -> str:
+    try:
+        body = answer.json()
+    except ValueError:
+        return answer.text[:200]
+    issues = [d.get("issue", "") for d in body.get("details", []) if isinstance(d, dict)]
+    return ", ".join(filter(None, [body.get("name"), *issues])) or str(body)[:200]
+
+
+def _retry_after(answer: requests.Response, default: float) -> float:
+    try:
+        return max(0.0, float(answer.headers.get("Retry-After", default)))
+    except ValueError:
+        return default
