@@ -14,7 +14,7 @@ import pytest
 from psycopg import conninfo
 
 from billing_monitor.cli import main
-from billing_monitor.demo import build_worked_example, load_demo_data
+from billing_monitor.demo import build_worked_example
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,15 +26,8 @@ def run_cli(capsys, *argv):
     return code, out, err
 
 
-@pytest.fixture
-def demo_dsn(fresh_database):
-    dsn = fresh_database()
-    load_demo_data(dsn, create_tables=False)
-    return dsn
-
-
-def test_worked_example_numbers(demo_dsn, capsys):
-    code, out, err = run_cli(capsys, "scan", "--dsn", demo_dsn, "--format", "json")
+def test_worked_example_numbers(demo_db, capsys):
+    code, out, err = run_cli(capsys, "scan", "--dsn", demo_db, "--format", "json")
     assert code == 0 and err == ""
     report = json.loads(out)  # stdout is the report and nothing else
     summary = report["summary"]
@@ -62,8 +55,8 @@ def test_worked_example_data_has_the_clean_ups_shape():
     assert all(isinstance(t[5], Decimal) for t in data.transactions)
 
 
-def test_table_opens_with_the_money_line(demo_dsn, capsys):
-    code, out, _ = run_cli(capsys, "scan", "--dsn", demo_dsn)
+def test_table_opens_with_the_money_line(demo_db, capsys):
+    code, out, _ = run_cli(capsys, "scan", "--dsn", demo_db)
     assert code == 0
     assert out.splitlines()[0] == "4 customers charged after canceling: 41 charges, 990.00 USD"
     assert "CRITICAL (4)" in out and "billing-monitor approve" in out
@@ -71,15 +64,15 @@ def test_table_opens_with_the_money_line(demo_dsn, capsys):
     assert out.rstrip().splitlines()[-2].startswith("Findings: 4 billing_disconnect, 85 duplicate_subscription")
 
 
-def test_dsn_from_environment(demo_dsn, capsys, monkeypatch):
-    monkeypatch.setenv("BILLING_MONITOR_DSN", demo_dsn)
+def test_dsn_from_environment(demo_db, capsys, monkeypatch):
+    monkeypatch.setenv("BILLING_MONITOR_DSN", demo_db)
     code, out, _ = run_cli(capsys, "scan", "--format", "json")
     assert code == 0 and json.loads(out)["summary"]["by_severity"]["critical"] == 4
 
 
 @pytest.mark.parametrize("fail_on, expected", [("critical", 3), ("warning", 3), ("info", 3)])
-def test_fail_on_met_exits_3(demo_dsn, capsys, fail_on, expected):
-    assert run_cli(capsys, "scan", "--dsn", demo_dsn, "--fail-on", fail_on)[0] == expected
+def test_fail_on_met_exits_3(demo_db, capsys, fail_on, expected):
+    assert run_cli(capsys, "scan", "--dsn", demo_db, "--fail-on", fail_on)[0] == expected
 
 
 def test_fail_on_not_met_exits_0(prod, capsys):
@@ -134,8 +127,8 @@ def test_missing_column(prod, capsys):
                           "column public.subscriptions.canceled_at missing")
 
 
-def test_statement_timeout_stops_a_slow_scan(demo_dsn, capsys):
-    code, out, err = run_cli(capsys, "scan", "--dsn", demo_dsn, "--statement-timeout", "0.001")
+def test_statement_timeout_stops_a_slow_scan(demo_db, capsys):
+    code, out, err = run_cli(capsys, "scan", "--dsn", demo_db, "--statement-timeout", "0.001")
     assert_one_line_error(code, out, err, "statement timeout")
 
 
@@ -143,8 +136,8 @@ def _with_user(dsn: str, user: str, password: str) -> str:
     return conninfo.make_conninfo(dsn, user=user, password=password)
 
 
-def test_read_only_select_only_role_scans_and_changes_nothing(demo_dsn, capsys):
-    with psycopg.connect(demo_dsn, autocommit=True) as conn:
+def test_read_only_select_only_role_scans_and_changes_nothing(demo_db, capsys):
+    with psycopg.connect(demo_db, autocommit=True) as conn:
         conn.execute("drop role if exists bm_reader")
         conn.execute("create role bm_reader login password 'reader-pw'")
         conn.execute("grant usage on schema public to bm_reader")
@@ -153,40 +146,40 @@ def test_read_only_select_only_role_scans_and_changes_nothing(demo_dsn, capsys):
         before = {t: conn.execute(f"select md5(string_agg(x::text, ',' order by x::text)) from public.{t} x")
                   .fetchone()[0] for t in ("contacts", "subscriptions", "transactions")}
     try:
-        code, out, err = run_cli(capsys, "scan", "--dsn", _with_user(demo_dsn, "bm_reader", "reader-pw"),
+        code, out, err = run_cli(capsys, "scan", "--dsn", _with_user(demo_db, "bm_reader", "reader-pw"),
                                  "--format", "json")
         assert code == 0, err
         assert json.loads(out)["summary"]["charged_after_cancellation"]["USD"]["total"] == "990.00"
-        with psycopg.connect(demo_dsn, autocommit=True) as conn:
+        with psycopg.connect(demo_db, autocommit=True) as conn:
             after = {t: conn.execute(f"select md5(string_agg(x::text, ',' order by x::text)) from public.{t} x")
                      .fetchone()[0] for t in before}
             assert after == before
             schemas = {r[0] for r in conn.execute("select nspname from pg_namespace").fetchall()}
             assert "billing_monitor" not in schemas  # the scan alone creates nothing
     finally:
-        with psycopg.connect(demo_dsn, autocommit=True) as conn:
+        with psycopg.connect(demo_db, autocommit=True) as conn:
             conn.execute("drop owned by bm_reader")
             conn.execute("drop role bm_reader")
 
 
-def test_wrong_password_is_named_and_not_echoed(pg_server, demo_dsn, capsys):
+def test_wrong_password_is_named_and_not_echoed(pg_server, demo_db, capsys):
     if os.environ.get("BILLING_MONITOR_TEST_DSN"):
         pytest.skip("needs the embedded server's pg_hba.conf")
     socket_dir = conninfo.conninfo_to_dict(pg_server)["host"]
     hba = Path(socket_dir) / "pg_hba.conf"
     original = hba.read_text()
-    with psycopg.connect(demo_dsn, autocommit=True) as conn:
+    with psycopg.connect(demo_db, autocommit=True) as conn:
         conn.execute("drop role if exists bm_pw")
         conn.execute("create role bm_pw login password 'right-pw'")
         hba.write_text("local all bm_pw scram-sha-256\n" + original)
         conn.execute("select pg_reload_conf()")
     try:
-        code, out, err = run_cli(capsys, "scan", "--dsn", _with_user(demo_dsn, "bm_pw", "Wr0ngPassw0rd"))
+        code, out, err = run_cli(capsys, "scan", "--dsn", _with_user(demo_db, "bm_pw", "Wr0ngPassw0rd"))
         assert_one_line_error(code, out, err, "cannot connect to", "password authentication failed")
         assert "Wr0ngPassw0rd" not in err
     finally:
         hba.write_text(original)
-        with psycopg.connect(demo_dsn, autocommit=True) as conn:
+        with psycopg.connect(demo_db, autocommit=True) as conn:
             conn.execute("select pg_reload_conf()")
             conn.execute("drop role bm_pw")
 
@@ -210,15 +203,15 @@ def _demo_servers() -> set[str]:
     return set(found.stdout.split())
 
 
-def test_scan_save_then_history(demo_dsn, capsys):
-    code, out, err = run_cli(capsys, "history", "--dsn", demo_dsn)
+def test_scan_save_then_history(demo_db, capsys):
+    code, out, err = run_cli(capsys, "history", "--dsn", demo_db)
     assert code == 0 and "No saved scan yet" in out
-    code, out, err = run_cli(capsys, "scan", "--dsn", demo_dsn, "--save", "--format", "json")
+    code, out, err = run_cli(capsys, "scan", "--dsn", demo_db, "--save", "--format", "json")
     assert code == 0 and "181 new, 0 still open, 0 resolved" in err
     first = json.loads(out)["scan_id"]
-    code, out, err = run_cli(capsys, "scan", "--dsn", demo_dsn, "--save", "--format", "json")
+    code, out, err = run_cli(capsys, "scan", "--dsn", demo_db, "--save", "--format", "json")
     assert "0 new, 181 still open, 0 resolved" in err
-    code, out, _ = run_cli(capsys, "history", "--dsn", demo_dsn)
+    code, out, _ = run_cli(capsys, "history", "--dsn", demo_db)
     lines = out.splitlines()
     assert len(lines) == 2 and first in lines[1]
     assert "4 critical, 85 warning, 92 info  4 customers charged after canceling: 41 charges, 990.00 USD" in lines[0]

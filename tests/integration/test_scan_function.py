@@ -12,23 +12,11 @@ import pytest
 from moto import mock_aws
 
 from billing_monitor import db
-from billing_monitor.demo import load_demo_data
 from billing_monitor.errors import MonitorError
 from billing_monitor.store import apply_migrations
 from tests.support.aws import LambdaContext, load_event, load_handler_module
-from tests.support.fake_slack import FakeSlack
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def aws_env(monkeypatch):
-    for key, value in {
-        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "POWERTOOLS_METRICS_NAMESPACE": "BillingMonitorTest", "POWERTOOLS_SERVICE_NAME": "billing-monitor",
-        "POWERTOOLS_TRACE_DISABLED": "true", "BILLING_MONITOR_HTTP_BACKOFF": "0.01",
-    }.items():
-        monkeypatch.setenv(key, value)
 
 
 class Deployment:
@@ -54,19 +42,6 @@ class Deployment:
         got = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
                                        MessageAttributeNames=["All"])
         return [(json.loads(m["Body"]), m.get("MessageAttributes", {})) for m in got.get("Messages", [])]
-
-
-@pytest.fixture
-def demo_db(fresh_database):
-    dsn = fresh_database()
-    load_demo_data(dsn, create_tables=False)
-    return dsn
-
-
-@pytest.fixture
-def slack():
-    with FakeSlack() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ def resolve(name: str, *, required: bool = True, env=os.environ) -> str | None:
     return None
 
 
-def _number(env, name: str, default: str) -> float:
+def env_number(env, name: str, default: str) -> float:
     try:
         return float(env.get(name, default))
     except ValueError:
@@ -73,6 +73,6 @@ class ScanSettings:
             tolerance=parse_tolerance(env.get("BILLING_MONITOR_TOLERANCE", "1.00")),
             topic_arn=env.get("FINDINGS_TOPIC_ARN") or None,
             slack_webhook_url=resolve("SLACK_WEBHOOK_URL", required=False, env=env),
-            statement_timeout_s=_number(env, "BILLING_MONITOR_STATEMENT_TIMEOUT", "600"),
-            http_backoff_s=_number(env, "BILLING_MONITOR_HTTP_BACKOFF", "0.5"),
+            statement_timeout_s=env_number(env, "BILLING_MONITOR_STATEMENT_TIMEOUT", "600"),
+            http_backoff_s=env_number(env, "BILLING_MONITOR_HTTP_BACKOFF", "0.5"),
         )
