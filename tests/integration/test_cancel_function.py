@@ -222,3 +222,16 @@ def test_batch_of_ten_with_one_bad_record(aws_env, fresh_database, paypal, monke
     assert sorted(outcomes) == ["canceled"] * 9 + ["refused"]
     assert len(paypal.cancel_calls()) == 9
     assert all(status == "CANCELLED" for status in paypal.subscriptions.values())
+
+
+def test_actions_command_lists_what_was_done(approvals, capsys):
+    from billing_monitor.cli import main
+
+    approvals.invoke(load_event("sqs_approval_valid.json"))
+    approvals.invoke(load_event("sqs_approval_malformed.json"))
+    capsys.readouterr()
+    assert main(["actions", "--dsn", approvals.dsn]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert "refused" in lines[0] and "malformed approval" in lines[0]
+    assert "canceled" in lines[1] and OSKAR_PAYPAL in lines[1] and "by owner@example.com" in lines[1]

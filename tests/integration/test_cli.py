@@ -215,3 +215,58 @@ def test_scan_save_then_history(demo_db, capsys):
     lines = out.splitlines()
     assert len(lines) == 2 and first in lines[1]
     assert "4 critical, 85 warning, 92 info  4 customers charged after canceling: 41 charges, 990.00 USD" in lines[0]
+
+
+def test_approve_dry_run_prints_the_message_a_cancel_function_accepts(demo_db, capsys):
+    from billing_monitor.approvals import ApprovalMessage
+
+    code, out, err = run_cli(capsys, "approve", "6c3f746973e9a73c", "--by", "owner@example.com",
+                             "--dsn", demo_db, "--dry-run")
+    assert code == 0, err
+    message = json.loads(out)
+    assert message == {"action": "cancel_paypal_subscription", "finding_id": "6c3f746973e9a73c",
+                       "paypal_subscription_id": "I-LKL1NVUCV89B", "approved_by": "owner@example.com",
+                       "reason": "Canceled in Kajabi on 2023-08-16; still charged by PayPal"}
+    ApprovalMessage.model_validate(message)
+    assert "I-LKL1NVUCV89B" in err and "charged 21x after canceling, 462.00 USD" in err
+
+
+def test_approve_sends_to_the_queue(demo_db, capsys, monkeypatch):
+    import boto3
+    from moto import mock_aws
+
+    for key, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t"}.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        sqs = boto3.client("sqs")
+        url = sqs.create_queue(QueueName="approvals")["QueueUrl"]
+        run_cli(capsys, "scan", "--dsn", demo_db, "--save", "--format", "json")   # found in the saved scan
+        code, out, err = run_cli(capsys, "approve", "9caf898b303ad6c9", "--by", "owner@example.com",
+                                 "--reason", "Left in July", "--dsn", demo_db, "--queue-url", url)
+        assert code == 0, err and "Approval sent" in out
+        [sent] = sqs.receive_message(QueueUrl=url)["Messages"]
+        body = json.loads(sent["Body"])
+        assert (body["finding_id"], body["paypal_subscription_id"], body["reason"]) == (
+            "9caf898b303ad6c9", "I-KKKE9UTBKXX6", "Left in July")
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["approve", "0123456789abcdef", "--by", "owner@example.com"], "not in the saved scans nor in a fresh scan"),
+    (["approve", "6c3f746973e9a73c", "--by", "not-an-email"], "approved_by"),
+    (["approve", "6c3f746973e9a73c", "--by", "owner@example.com"], "no approvals queue"),
+])
+def test_approve_errors(demo_db, capsys, monkeypatch, argv, needle):
+    monkeypatch.delenv("BILLING_MONITOR_APPROVALS_QUEUE_URL", raising=False)
+    code, out, err = run_cli(capsys, *argv, "--dsn", demo_db)
+    assert code == 1 and needle in err and "Traceback" not in err
+
+
+def test_approve_a_finding_without_a_cancel_action_needs_force(demo_db, capsys):
+    report = json.loads(run_cli(capsys, "scan", "--dsn", demo_db, "--format", "json")[1])
+    duplicate = next(f for f in report["findings"] if f["check"] == "duplicate_subscription")
+    code, _, err = run_cli(capsys, "approve", duplicate["finding_id"], "--by", "o@example.com", "--dsn", demo_db,
+                           "--dry-run")
+    assert code == 1 and "suggests no PayPal cancellation" in err
+    code, out, _ = run_cli(capsys, "approve", duplicate["finding_id"], "--by", "o@example.com", "--dsn", demo_db,
+                           "--dry-run", "--force")
+    assert code == 0 and json.loads(out)["force"] is True

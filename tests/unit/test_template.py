@@ -79,3 +79,28 @@ def test_sam_validate_lint():
                           capture_output=True, text=True, timeout=120, env={**os.environ, "SAM_CLI_TELEMETRY": "0"})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "is a valid SAM Template" in done.stdout + done.stderr
+
+
+def test_cancel_function_gets_every_setting_it_reads(template):
+    from billing_monitor.cancellation import CancelSettings
+
+    env = environment(template, functions(template)["CancelFunction"])
+    for name in CancelSettings.SECRETS:
+        assert {name, f"{name}_SECRET", f"{name}_PARAMETER"} & env, f"{name} not configured"
+    for name in CancelSettings.PLAIN:
+        assert name in env, f"{name} not set in the template"
+
+
+def test_approvals_queue_is_built_for_retries(template):
+    resources = template["Resources"]
+    queue = resources["ApprovalsQueue"]["Properties"]
+    timeout = functions(template)["CancelFunction"]["Timeout"]
+    assert queue["VisibilityTimeout"] >= 6 * timeout
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == "ApprovalsDeadLetterQueue.Arn"
+    event = functions(template)["CancelFunction"]["Events"]["Approvals"]["Properties"]
+    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    table = resources["IdempotencyTable"]["Properties"]
+    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    alarm = resources["ApprovalsDeadLetterAlarm"]["Properties"]
+    assert alarm["Dimensions"][0]["Value"] == "ApprovalsDeadLetterQueue.QueueName"

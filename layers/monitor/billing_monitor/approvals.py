@@ -54,8 +54,16 @@ def build_approval(finding: dict, approved_by: str, reason: str | None = None, f
                "reason": reason or "Charged after canceling; approved in billing-monitor"}
     if force:
         message["force"] = True
-    ApprovalMessage.model_validate(message)   # what we send, we would accept
+    try:
+        ApprovalMessage.model_validate(message)   # what we send, we would accept
+    except ValidationError as exc:
+        raise ApprovalRefused(f"invalid approval: {describe(exc)}") from None
     return message
+
+
+def describe(exc: ValidationError) -> str:
+    """'approved_by: String should match pattern ...; reason: ...' (the first five problems)."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
 
 
 def parse_approval(body: str, approvers: frozenset[str]) -> ApprovalMessage:
@@ -63,9 +71,7 @@ def parse_approval(body: str, approvers: frozenset[str]) -> ApprovalMessage:
     try:
         approval = parse(event=body, model=ApprovalMessage)  # Powertools Parser
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
-        raise ApprovalRefused(f"malformed approval: {problems}") from None
+        raise ApprovalRefused(f"malformed approval: {describe(exc)}") from None
     if approval.approved_by.lower() not in approvers:
         raise ApprovalRefused(f"approver {approval.approved_by} is not on the allow-list")
     return approval

@@ -1,4 +1,4 @@
-"""`billing-monitor`: scan, demo (and, as they land, history, approve, actions).
+"""`billing-monitor`: scan, demo, history, approve, actions.
 
 Exit codes: 0 the command ran, 1 any error (one line on stderr, no traceback, no password),
 3 the scan ran and --fail-on was met.
@@ -18,11 +18,13 @@ from billing_monitor.money import parse_tolerance
 from billing_monitor.report import build_report, render_table
 from billing_monitor.rules.finding import SEVERITIES
 from billing_monitor.scan import DEFAULT_TOLERANCE, run_scan
-from billing_monitor.store import apply_migrations, list_scans, save_scan
+from billing_monitor.approvals import ApprovalRefused, build_approval
+from billing_monitor.store import apply_migrations, list_actions, list_scans, load_finding, save_scan
 
 EXIT_OK, EXIT_ERROR, EXIT_FAIL_ON = 0, 1, 3
 DSN_ENV = "BILLING_MONITOR_DSN"
 STORE_DSN_ENV = "BILLING_MONITOR_STORE_DSN"
+QUEUE_ENV = "BILLING_MONITOR_APPROVALS_QUEUE_URL"
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
@@ -49,6 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--store-dsn", default=None)
     history.add_argument("--dsn", default=None, help="used when no store DSN is given")
     history.add_argument("--limit", type=int, default=12)
+    approve = sub.add_parser("approve", help="approve canceling a finding's PayPal subscription (sends to the queue)")
+    approve.add_argument("finding_id")
+    approve.add_argument("--by", required=True, metavar="EMAIL", help="who approves (must be on the allow-list)")
+    approve.add_argument("--reason", default=None, help="recorded, and sent to PayPal (1-128 characters)")
+    approve.add_argument("--force", action="store_true",
+                         help="cancel even if a fresh scan no longer reports the finding")
+    approve.add_argument("--dry-run", action="store_true", help="print the message instead of sending it")
+    approve.add_argument("--queue-url", default=None, help=f"approvals queue (default: ${QUEUE_ENV})")
+    approve.add_argument("--dsn", default=None)
+    approve.add_argument("--store-dsn", default=None)
+    actions = sub.add_parser("actions", help="what was canceled or refused, and when")
+    actions.add_argument("--dsn", default=None)
+    actions.add_argument("--store-dsn", default=None)
+    actions.add_argument("--limit", type=int, default=50)
     demo = sub.add_parser("demo", help="scan a synthetic copy of the first clean-up on an embedded Postgres")
     _add_output_options(demo)
     return parser
@@ -114,7 +130,63 @@ def cmd_demo(args) -> int:
     return emit_report(build_report(result), args.format, args.fail_on)
 
 
-COMMANDS = {"scan": cmd_scan, "demo": cmd_demo, "history": cmd_history}
+def find_finding(args) -> dict:
+    """The finding as the last saved scan has it, else as a fresh scan reports it."""
+    with db.connect(_store_dsn(args), read_only=True, application_name="billing-monitor-cli") as conn:
+        if conn.execute("select to_regclass('billing_monitor.findings')").fetchone()[0]:
+            saved = load_finding(conn, args.finding_id)
+            if saved and saved[1]:
+                return saved[0]
+    report = build_report(run_scan(_dsn(args), DEFAULT_TOLERANCE))
+    for finding in report["findings"]:
+        if finding["finding_id"] == args.finding_id:
+            return finding
+    raise MonitorError(f"finding {args.finding_id} is not in the saved scans nor in a fresh scan")
+
+
+def cmd_approve(args) -> int:
+    finding = find_finding(args)
+    try:
+        message = build_approval(finding, args.by, args.reason, args.force)
+    except ApprovalRefused as exc:
+        raise MonitorError(str(exc)) from None
+    charges = finding.get("charges") or {}
+    contact = finding.get("contact") or {}
+    print(f"{finding['check']} {finding['finding_id']}: {contact.get('name') or ''} <{contact.get('email', '?')}>,"
+          f" PayPal {message['paypal_subscription_id']}, {finding.get('amount')} {finding.get('currency')}"
+          f"/{finding.get('billing_cycle')}; charged {charges.get('count', 0)}x after canceling,"
+          f" {charges.get('total', '0.00')} {finding.get('currency')}", file=sys.stderr)
+    if args.dry_run:
+        print(json.dumps(message, indent=2))
+        return EXIT_OK
+    queue_url = args.queue_url or os.environ.get(QUEUE_ENV)
+    if not queue_url:
+        raise MonitorError(f"no approvals queue: pass --queue-url or set {QUEUE_ENV} (the stack's ApprovalsQueueUrl)")
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        sent = boto3.client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(message))
+    except (BotoCoreError, ClientError) as exc:
+        raise MonitorError(f"could not send the approval to {queue_url}: {exc}") from None
+    print(f"Approval sent (message {sent['MessageId']}); `billing-monitor actions` shows the outcome.")
+    return EXIT_OK
+
+
+def cmd_actions(args) -> int:
+    with db.connect(_store_dsn(args), read_only=False, application_name="billing-monitor-store") as conn:
+        apply_migrations(conn)
+        done = list_actions(conn, args.limit)
+    if not done:
+        print("No approval handled yet.")
+    for a in done:
+        print(f"{a['handled_at']:%Y-%m-%d %H:%M} UTC  {a['outcome']:<16} {a['finding_id'] or '-':<16}"
+              f"  {a['paypal_subscription_id'] or '-':<16}  by {a['approved_by'] or '-'}  {a['detail']}")
+    return EXIT_OK
+
+
+COMMANDS = {"scan": cmd_scan, "demo": cmd_demo, "history": cmd_history, "approve": cmd_approve,
+            "actions": cmd_actions}
 
 
 def main(argv: list[str] | None = None) -> int:
