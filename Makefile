@@ -20,8 +20,11 @@ $(SAMENV)/bin/sam:
 demo: $(BIN)/.installed
 	$(BIN)/billing-monitor demo
 
+# The whole suite on the embedded PostgreSQL, then the database tests again on PostgreSQL 15
+# (Supabase's version) when the machine has its server binaries.
 test: $(BIN)/.installed $(SAMENV)/bin/sam
 	SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(SAMENV)/bin:$$PATH" $(BIN)/pytest -q
+	scripts/with-postgres15 $(BIN)/pytest -q -m integration -p no:cacheprovider
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/scan_bench.py
