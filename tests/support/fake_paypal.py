@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 import uuid
 import warnings
 from dataclasses import dataclass
 from functools import cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from openapi_core import OpenAPI
 from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
+
+from tests.support.loopback import LoopbackServer
 
 SPEC = Path(__file__).resolve().parents[1] / "data" / "paypal" / "billing_subscriptions_v1.json"
 SPEC_HOST = "https://api-m.sandbox.paypal.com"
@@ -74,8 +75,9 @@ class SpecResponse:
         return Headers({"Content-Type": self.content_type})
 
 
-class FakePayPal:
+class FakePayPal(LoopbackServer):
     def __init__(self, token_ttl_s: int = 32400):
+        super().__init__()
         self.subscriptions: dict[str, str] = {}       # id -> status
         self.calls: list[tuple[str, str, dict | None]] = []
         self.violations: list[str] = []
@@ -84,33 +86,10 @@ class FakePayPal:
         self.token_calls = 0
         self.token_ttl_s = token_ttl_s
         self.slow_s = 0.8
-        fake = self
         try:  # build the validators now, not inside the first request (a client's read timeout is short)
             validate("request", SpecRequest("get", "/v1/billing/subscriptions/I-WARMUP", "", {}, None))
         except Exception:  # noqa: BLE001 - only warming up
             pass
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                fake.handle(self, "get")
-
-            def do_POST(self):
-                fake.handle(self, "post")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
     # ------------------------------------------------------------------ test API
 
@@ -123,7 +102,7 @@ class FakePayPal:
 
     # ------------------------------------------------------------------ serving
 
-    def handle(self, http: BaseHTTPRequestHandler, method: str) -> None:
+    def on_request(self, http: BaseHTTPRequestHandler, method: str) -> None:
         parts = urlsplit(http.path)
         body = http.rfile.read(int(http.headers.get("Content-Length", 0))) or None
         if parts.path == "/v1/oauth2/token" and method == "post":

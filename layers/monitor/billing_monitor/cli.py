@@ -7,6 +7,7 @@ Exit codes: 0 the command ran, 1 any error (one line on stderr, no traceback, no
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 import json
 import os
 import sys
@@ -98,16 +99,23 @@ def cmd_scan(args) -> int:
     dsn = _dsn(args)
     report = build_report(run_scan(dsn, tolerance, statement_timeout_s=args.statement_timeout))
     if args.save:
-        with db.connect(_store_dsn(args), read_only=False, application_name="billing-monitor-store") as conn:
+        with _store(args) as conn:
             diff = save_scan(conn, report)
         print(f"Saved scan {report['scan_id']}: {len(diff.new)} new, {len(diff.still_open)} still open,"
               f" {len(diff.resolved)} resolved.", file=sys.stderr)
     return emit_report(report, args.format, args.fail_on)
 
 
-def cmd_history(args) -> int:
+@contextmanager
+def _store(args):
+    """The monitor's own schema, migrated, in one transaction."""
     with db.connect(_store_dsn(args), read_only=False, application_name="billing-monitor-store") as conn:
         apply_migrations(conn)
+        yield conn
+
+
+def cmd_history(args) -> int:
+    with _store(args) as conn:
         scans = list_scans(conn, args.limit)
     if not scans:
         print("No saved scan yet (billing-monitor scan --save records one).")
@@ -174,8 +182,7 @@ def cmd_approve(args) -> int:
 
 
 def cmd_actions(args) -> int:
-    with db.connect(_store_dsn(args), read_only=False, application_name="billing-monitor-store") as conn:
-        apply_migrations(conn)
+    with _store(args) as conn:
         done = list_actions(conn, args.limit)
     if not done:
         print("No approval handled yet.")
