@@ -270,3 +270,23 @@ def test_approve_a_finding_without_a_cancel_action_needs_force(demo_db, capsys):
     code, out, _ = run_cli(capsys, "approve", duplicate["finding_id"], "--by", "o@example.com", "--dsn", demo_db,
                            "--dry-run", "--force")
     assert code == 0 and json.loads(out)["force"] is True
+
+
+def test_saving_uses_its_own_role_while_the_scan_stays_read_only(demo_db, capsys):
+    with psycopg.connect(demo_db, autocommit=True) as conn:
+        conn.execute("drop role if exists bm_ro")
+        conn.execute("create role bm_ro login password 'ro-pw'")
+        conn.execute("grant usage on schema public to bm_ro")
+        conn.execute("grant select on all tables in schema public to bm_ro")
+        conn.execute("alter role bm_ro set default_transaction_read_only = on")
+    reader = _with_user(demo_db, "bm_ro", "ro-pw")
+    try:
+        code, _, err = run_cli(capsys, "scan", "--dsn", reader, "--save", "--format", "json")
+        assert code == 1 and "ro-pw" not in err
+        assert "read-only transaction" in err or "permission denied" in err, err
+        code, _, err = run_cli(capsys, "scan", "--dsn", reader, "--store-dsn", demo_db, "--save", "--format", "json")
+        assert code == 0 and "181 new" in err
+    finally:
+        with psycopg.connect(demo_db, autocommit=True) as conn:
+            conn.execute("drop owned by bm_ro")
+            conn.execute("drop role bm_ro")

@@ -189,3 +189,30 @@ def test_migrations_twice_and_concurrently(fresh_database):
         assert versions == [(1,), (2,)]
         assert conn.execute("select count(*) from information_schema.tables"
                             " where table_schema = 'public'").fetchone()[0] == 4  # production untouched
+
+
+def test_a_scan_that_fails_while_saving_leaves_the_previous_state(deployed, demo_db, slack, monkeypatch):
+    from billing_monitor.store import history
+
+    deployed.invoke()
+    deployed.published()
+    with psycopg.connect(demo_db) as conn:
+        before = conn.execute("select finding_id, last_seen_scan, resolved_scan from billing_monitor.findings"
+                              " order by 1").fetchall()
+    calls = []
+
+    def fingerprint_then_crash(finding):
+        calls.append(1)
+        if len(calls) == 100:
+            raise RuntimeError("crash in the middle of saving")
+        return real(finding)
+
+    real = history.fingerprint
+    monkeypatch.setattr(history, "fingerprint", fingerprint_then_crash)
+    with pytest.raises(RuntimeError, match="crash in the middle"):
+        deployed.invoke()
+    with psycopg.connect(demo_db) as conn:
+        after = conn.execute("select finding_id, last_seen_scan, resolved_scan from billing_monitor.findings"
+                             " order by 1").fetchall()
+    assert scans_saved(demo_db) == 1 and after == before
+    assert deployed.published() == [] and len(slack.messages) == 1

@@ -15,7 +15,10 @@ def finding(i: int, severity: str, check: str = "paypal_only", charges: int = 0)
         "contact": {"id": f"c-{i}", "email": f"member{i}@example.com", "name": f"Member {i}"},
         "amount": "22.00", "currency": "USD", "billing_cycle": "month",
         "kajabi_canceled_at": "2024-01-16T00:00:00+00:00" if check == "billing_disconnect" else None,
-        "charges": {"count": charges, "total": f"{22 * charges}.00", "first": None, "last": None,
+        "charges": {"count": charges, "total": f"{22 * charges}.00",
+                    "first": "2023-09-16T00:00:00+00:00" if charges else None,
+                    "last": f"{2023 + (8 + charges - 1) // 12}-{(8 + charges - 1) % 12 + 1:02d}-16T00:00:00+00:00"
+                    if charges else None,
                     "transactions": ["t"] * charges} if check == "billing_disconnect" else None,
         "action": {"type": "cancel_paypal_subscription", "paypal_subscription_id": f"I-{i:012d}"}
         if check == "billing_disconnect" else None,
@@ -73,7 +76,7 @@ def test_slack_shows_new_critical_findings_with_the_approve_command():
     text = json.dumps(message)
     assert message["text"] == "1 customer charged after canceling: 21 charges, 462.00 USD"
     assert "Member 7 (member7@example.com)" in text and "I-000000000007" in text
-    assert "charged 21x after canceling, *462.00 USD*" in text
+    assert "charged 21x over 21 months after canceling, *462.00 USD*" in text
     assert f"billing-monitor approve {new['finding_id']} --by YOU@EXAMPLE.COM" in text
     assert "All clear" not in text
 

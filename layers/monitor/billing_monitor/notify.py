@@ -28,10 +28,19 @@ def _customer(f: dict) -> str:
     return f"{c['name']} ({c['email']})" if c.get("name") else c["email"]
 
 
+def _months_charged(charges: dict) -> int:
+    """Calendar months from the first to the last charge after canceling, both counted."""
+    if not charges.get("first") or not charges.get("last"):
+        return 0
+    first, last = charges["first"][:7], charges["last"][:7]
+    return (int(last[:4]) - int(first[:4])) * 12 + int(last[5:7]) - int(first[5:7]) + 1
+
+
 def _critical_line(f: dict) -> str:
     charges = f.get("charges") or {}
-    months = charges.get("count", 0)
-    what = f"charged {months}x after canceling, *{charges.get('total', '0.00')} {f['currency']}*"
+    months = _months_charged(charges)
+    what = (f"charged {charges.get('count', 0)}x over {months} month{'s' if months != 1 else ''} after canceling,"
+            f" *{charges.get('total', '0.00')} {f['currency']}*")
     if f["check"] == "billing_disconnect" and f.get("kajabi_canceled_at"):
         what += f" (canceled in Kajabi {f['kajabi_canceled_at'][:10]})"
     line = f"*{_customer(f)}* · PayPal `{f.get('paypal_subscription_id') or '-'}` · {what}"
