@@ -161,11 +161,11 @@ def main() -> None:
         wall = min(r[0] for r in runs)
         rss = max(r[1] for r in runs)
         report_mb = runs[0][2]["bytes"] / 1e6
-        print(f"sequential pass (count+sum, transactions and subscriptions): {floor:.2f} s")
-        print(f"billing-monitor scan --format json (whole command):          {wall:.2f} s")
-        print(f"ratio scan / sequential pass:                                {wall / floor:.2f}x  (target <= 3)")
-        print(f"scan peak RSS:                                               {rss:.0f} MB  (target < 300)")
-        print(f"report size:                                                 {report_mb:.1f} MB")
+        print(f"sequential pass (count+sum, transactions and subscriptions): {floor:.2f} s", flush=True)
+        print(f"billing-monitor scan --format json (whole command):          {wall:.2f} s", flush=True)
+        print(f"ratio scan / sequential pass:                                {wall / floor:.2f}x  (target <= 3)", flush=True)
+        print(f"scan peak RSS:                                               {rss:.0f} MB  (target < 300)", flush=True)
+        print(f"report size:                                                 {report_mb:.1f} MB", flush=True)
 
 
 if __name__ == "__main__":

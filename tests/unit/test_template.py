@@ -104,3 +104,26 @@ def test_approvals_queue_is_built_for_retries(template):
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
     alarm = resources["ApprovalsDeadLetterAlarm"]["Properties"]
     assert alarm["Dimensions"][0]["Value"] == "ApprovalsDeadLetterQueue.QueueName"
+
+
+def test_sam_build_without_docker(tmp_path):
+    """The layer carries the package with its SQL and migrations, and its dependencies for the runtime."""
+    sam = shutil.which("sam")
+    pyenv_312 = subprocess.run(["pyenv", "prefix", "3.12.1"], capture_output=True, text=True) \
+        if shutil.which("pyenv") else None
+    if sam is None or (shutil.which("python3.12") is None and not (pyenv_312 and pyenv_312.returncode == 0)):
+        if os.environ.get("CI"):
+            pytest.fail("sam build needs sam and a python3.12 (pyenv 3.12.1)")
+        pytest.skip("sam or python3.12 missing")
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "PYENV_VERSION": "3.11.7:3.12.1"}
+    done = subprocess.run([sam, "build", "--template", str(ROOT / "template.yaml"), "--build-dir",
+                           str(tmp_path / "build"), "--base-dir", str(ROOT)],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    layer = tmp_path / "build" / "MonitorLayer" / "python"
+    assert (layer / "billing_monitor" / "rules" / "sql" / "transaction_findings.sql").exists()
+    assert (layer / "billing_monitor" / "store" / "001_scan_history.sql").exists()
+    assert any(p.name.startswith("psycopg_binary") for p in layer.iterdir())
+    assert any(p.name.startswith("aws_lambda_powertools") for p in layer.iterdir())
+    assert (tmp_path / "build" / "ScanFunction" / "app.py").exists()
+    assert (tmp_path / "build" / "CancelFunction" / "app.py").exists()
