@@ -27,14 +27,13 @@ stage1 as materialized (
     where c.id is null
        or by_contact.contact_id is not null
        or by_link.id is not null
-       or t.contact_id = any(%(d_contact)s::uuid[])
+       -- (a disconnect's candidate charges are after its ended Kajabi match: by_contact has them)
        or t.subscription_id = any(%(d_pid)s::uuid[])
 ),
 interesting as materialized (
     select distinct on (s1.id) s1.*, upper(btrim(s1.currency, E' \t\r\n') collate "C") as cur,
-           own.id as own_id
-    from stage1 s1
-    left join public.subscriptions own on own.id = s1.subscription_id
+           (select own.id from public.subscriptions own where own.id = s1.subscription_id) as own_id
+    from stage1 s1                     -- few rows: a primary-key look-up each, not a hash of the table
     order by s1.id
 ),
 charges as (
