@@ -5,8 +5,9 @@
 --
 -- Stage 1 reads every transaction once, in parallel, with hash probes on uuids and timestamp
 -- comparisons only, and keeps a superset of the rows any of those checks can report: no contact;
--- a disconnect's contact or subscription; a charge after the end of an ended subscription it is
--- linked to, or of one of its contact's. (A row can come out more than once; stage 2 dedupes.)
+-- linked to a disconnect's PayPal subscription; after the end of an ended subscription it is linked
+-- to, or of one of its contact's (which covers a disconnect's candidate charges: they come after its
+-- ended Kajabi match). A row can come out more than once; stage 2 dedupes.
 -- Stage 2 applies the exact rules to those few rows. A charge names its matching set by key:
 -- (subscription id, '#own') when it is for a subscriptions row, else (contact id, currency) with
 -- the amount within tolerance (it is a candidate).
