@@ -136,30 +136,35 @@ def _with_user(dsn: str, user: str, password: str) -> str:
     return conninfo.make_conninfo(dsn, user=user, password=password)
 
 
-def test_read_only_select_only_role_scans_and_changes_nothing(demo_db, capsys):
+@pytest.fixture
+def reader_dsn(demo_db):
+    """A role that may only SELECT the production tables, in read-only transactions."""
     with psycopg.connect(demo_db, autocommit=True) as conn:
         conn.execute("drop role if exists bm_reader")
         conn.execute("create role bm_reader login password 'reader-pw'")
         conn.execute("grant usage on schema public to bm_reader")
         conn.execute("grant select on all tables in schema public to bm_reader")
         conn.execute("alter role bm_reader set default_transaction_read_only = on")
-        before = {t: conn.execute(f"select md5(string_agg(x::text, ',' order by x::text)) from public.{t} x")
-                  .fetchone()[0] for t in ("contacts", "subscriptions", "transactions")}
-    try:
-        code, out, err = run_cli(capsys, "scan", "--dsn", _with_user(demo_db, "bm_reader", "reader-pw"),
-                                 "--format", "json")
-        assert code == 0, err
-        assert json.loads(out)["summary"]["charged_after_cancellation"]["USD"]["total"] == "990.00"
+    yield _with_user(demo_db, "bm_reader", "reader-pw")
+    with psycopg.connect(demo_db, autocommit=True) as conn:
+        conn.execute("drop owned by bm_reader")
+        conn.execute("drop role bm_reader")
+
+
+def test_read_only_select_only_role_scans_and_changes_nothing(demo_db, reader_dsn, capsys):
+    def fingerprints():
         with psycopg.connect(demo_db, autocommit=True) as conn:
-            after = {t: conn.execute(f"select md5(string_agg(x::text, ',' order by x::text)) from public.{t} x")
-                     .fetchone()[0] for t in before}
-            assert after == before
-            schemas = {r[0] for r in conn.execute("select nspname from pg_namespace").fetchall()}
-            assert "billing_monitor" not in schemas  # the scan alone creates nothing
-    finally:
-        with psycopg.connect(demo_db, autocommit=True) as conn:
-            conn.execute("drop owned by bm_reader")
-            conn.execute("drop role bm_reader")
+            return {t: conn.execute(f"select md5(string_agg(x::text, ',' order by x::text)) from public.{t} x")
+                    .fetchone()[0] for t in ("contacts", "subscriptions", "transactions")}
+
+    before = fingerprints()
+    code, out, err = run_cli(capsys, "scan", "--dsn", reader_dsn, "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["summary"]["charged_after_cancellation"]["USD"]["total"] == "990.00"
+    assert fingerprints() == before
+    with psycopg.connect(demo_db) as conn:
+        schemas = {r[0] for r in conn.execute("select nspname from pg_namespace").fetchall()}
+    assert "billing_monitor" not in schemas  # the scan alone creates nothing
 
 
 def test_wrong_password_is_named_and_not_echoed(pg_server, demo_db, capsys):
@@ -272,21 +277,9 @@ def test_approve_a_finding_without_a_cancel_action_needs_force(demo_db, capsys):
     assert code == 0 and json.loads(out)["force"] is True
 
 
-def test_saving_uses_its_own_role_while_the_scan_stays_read_only(demo_db, capsys):
-    with psycopg.connect(demo_db, autocommit=True) as conn:
-        conn.execute("drop role if exists bm_ro")
-        conn.execute("create role bm_ro login password 'ro-pw'")
-        conn.execute("grant usage on schema public to bm_ro")
-        conn.execute("grant select on all tables in schema public to bm_ro")
-        conn.execute("alter role bm_ro set default_transaction_read_only = on")
-    reader = _with_user(demo_db, "bm_ro", "ro-pw")
-    try:
-        code, _, err = run_cli(capsys, "scan", "--dsn", reader, "--save", "--format", "json")
-        assert code == 1 and "ro-pw" not in err
-        assert "read-only transaction" in err or "permission denied" in err, err
-        code, _, err = run_cli(capsys, "scan", "--dsn", reader, "--store-dsn", demo_db, "--save", "--format", "json")
-        assert code == 0 and "181 new" in err
-    finally:
-        with psycopg.connect(demo_db, autocommit=True) as conn:
-            conn.execute("drop owned by bm_ro")
-            conn.execute("drop role bm_ro")
+def test_saving_uses_its_own_role_while_the_scan_stays_read_only(demo_db, reader_dsn, capsys):
+    code, _, err = run_cli(capsys, "scan", "--dsn", reader_dsn, "--save", "--format", "json")
+    assert code == 1 and "reader-pw" not in err
+    assert "read-only transaction" in err or "permission denied" in err, err
+    code, _, err = run_cli(capsys, "scan", "--dsn", reader_dsn, "--store-dsn", demo_db, "--save", "--format", "json")
+    assert code == 0 and "181 new" in err

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from billing_monitor.cancellation import CancelSettings
 from billing_monitor.config import ScanSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,12 +54,13 @@ def test_every_handler_path_exists(template):
     assert (ROOT / layer / "requirements.txt").exists()
 
 
-def test_scan_function_gets_every_setting_it_reads(template):
-    env = environment(template, functions(template)["ScanFunction"])
-    for name in ScanSettings.SECRETS:
-        assert {name, f"{name}_SECRET", f"{name}_PARAMETER"} & env, f"{name} not configured"
-    for name in ScanSettings.PLAIN:
-        assert name in env, f"{name} not set in the template"
+@pytest.mark.parametrize("function, settings", [("ScanFunction", ScanSettings), ("CancelFunction", CancelSettings)])
+def test_each_function_gets_every_setting_it_reads(template, function, settings):
+    env = environment(template, functions(template)[function])
+    for name in settings.SECRETS:
+        assert {name, f"{name}_SECRET", f"{name}_PARAMETER"} & env, f"{function}: {name} not configured"
+    for name in settings.PLAIN:
+        assert name in env, f"{function}: {name} not set in the template"
     assert "POWERTOOLS_METRICS_NAMESPACE" in env and "POWERTOOLS_SERVICE_NAME" in env
 
 
@@ -79,16 +81,6 @@ def test_sam_validate_lint():
                           capture_output=True, text=True, timeout=120, env={**os.environ, "SAM_CLI_TELEMETRY": "0"})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "is a valid SAM Template" in done.stdout + done.stderr
-
-
-def test_cancel_function_gets_every_setting_it_reads(template):
-    from billing_monitor.cancellation import CancelSettings
-
-    env = environment(template, functions(template)["CancelFunction"])
-    for name in CancelSettings.SECRETS:
-        assert {name, f"{name}_SECRET", f"{name}_PARAMETER"} & env, f"{name} not configured"
-    for name in CancelSettings.PLAIN:
-        assert name in env, f"{name} not set in the template"
 
 
 def test_approvals_queue_is_built_for_retries(template):

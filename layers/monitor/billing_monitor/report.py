@@ -6,7 +6,7 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from billing_monitor.money import money_str
+from billing_monitor.money import money_str, to_money
 from billing_monitor.rules.finding import (
     CANCEL_PAYPAL_SUBSCRIPTION, CHECKS, SEVERITIES, Finding,
 )
@@ -79,6 +79,11 @@ def charged_after_cancellation(findings: list[Finding]) -> dict[str, dict]:
     }
 
 
+def _tolerance_text(tolerance: Decimal) -> str:
+    """'1.00' for whole cents; a finer tolerance keeps its digits ('0.005')."""
+    return money_str(tolerance) if tolerance == to_money(tolerance) else format(tolerance, "f")
+
+
 def build_report(scan) -> dict:
     """`scan` is a ScanResult; the dict is the report JSON (money as strings, times with offset)."""
     findings = sorted(scan.findings, key=_sort_key)
@@ -91,8 +96,7 @@ def build_report(scan) -> dict:
         "scan_id": scan.scan_id,
         "started_at": iso(scan.started_at),
         "finished_at": iso(scan.finished_at),
-        "tolerance": money_str(scan.tolerance) if scan.tolerance == scan.tolerance.quantize(Decimal("0.01"))
-        else format(scan.tolerance, "f"),
+        "tolerance": _tolerance_text(scan.tolerance),
         "summary": {
             "by_check": by_check,
             "by_severity": by_severity,
