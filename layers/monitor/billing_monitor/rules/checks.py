@@ -59,6 +59,7 @@ def find_subscription_findings(conn, tol: Decimal) -> list[Finding]:
         row = dict(
             key=str(r.subscription_id), subscription_id=r.subscription_id, paypal_subscription_id=r.paypal_id,
             contact_id=r.contact_id, amount=r.amount, currency=r.cur, billing_cycle=r.cycle,
+            contact=None if r.orphaned else Contact.from_row(r.contact_id, r.email, r.first_name, r.last_name),
         )
         own_kajabi_id = None if r.paypal_id else r.kajabi_id_text
         if r.check_name:
@@ -120,11 +121,13 @@ def find_transaction_findings(conn, tol: Decimal, disconnects: list[Finding]) ->
 
 
 def attach_contacts(conn, findings: list[Finding]) -> None:
-    ids = sorted({f.contact_id for f in findings if f.contact_id is not None}, key=str)
+    """Contact details for the findings that do not have them yet (one set-based query)."""
+    findings = [f for f in findings if f.contact is None and f.contact_id is not None]
+    ids = sorted({f.contact_id for f in findings}, key=str)
     if not ids:
         return
     contacts = {
-        r.id: Contact(r.id, r.email, r.name)
+        r.id: Contact.from_row(r.id, r.email, r.first_name, r.last_name)
         for r in _stream(conn, "contacts", {"ids": ids})
     }
     for finding in findings:

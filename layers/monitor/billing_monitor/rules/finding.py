@@ -36,6 +36,11 @@ class Contact:
     email: str
     name: str | None
 
+    @classmethod
+    def from_row(cls, contact_id: UUID, email: str, first_name: str | None, last_name: str | None) -> "Contact":
+        name = " ".join(part.strip() for part in (first_name, last_name) if part and part.strip())
+        return cls(contact_id, email, name or None)
+
 
 @dataclass(frozen=True)
 class Charge:
