@@ -62,8 +62,23 @@ def scans_saved(dsn: str) -> int:
         return conn.execute("select count(*) from billing_monitor.scan_runs").fetchone()[0] if exists else 0
 
 
-def test_first_scan_reports_everything_as_new(deployed, slack, demo_db):
+def emitted_metrics(out: str) -> dict:
+    """The CloudWatch EMF metrics the handler printed: name -> value."""
+    metrics = {}
+    for line in out.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            doc = json.loads(line)
+            for definition in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+                value = doc[definition["Name"]]
+                metrics[definition["Name"]] = value[0] if isinstance(value, list) else value
+    return metrics
+
+
+def test_first_scan_reports_everything_as_new(deployed, slack, demo_db, capsys):
     result = deployed.invoke()
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert metrics["Findings_critical"] == 4 and metrics["Findings_warning"] == 85
+    assert metrics["ChargedAfterCancellation_USD"] == 990.0 and metrics["ScanDuration"] > 0
     assert result["new"] == 181 and result["still_open"] == 0 and result["slack"] == "posted"
     [(message, attributes)] = deployed.published()
     assert message["summary"]["charged_after_cancellation"] == {"USD": {"count": 41, "total": "990.00"}}
@@ -121,9 +136,11 @@ def test_slack_rate_limit_is_retried(deployed, slack):
     assert len(slack.requests) == 2 and slack.requests[0]["json"] == slack.requests[1]["json"]
 
 
-def test_slack_outage_never_loses_the_scan(deployed, slack, demo_db):
+def test_slack_outage_never_loses_the_scan(deployed, slack, demo_db, capsys, caplog):
     slack.always = (503, {})
     result = deployed.invoke()
+    assert emitted_metrics(capsys.readouterr().out)["SlackFailures"] == 1
+    assert "Slack notification failed" in caplog.text
     assert result["slack"].startswith("failed: Slack answered 503")
     assert len(slack.requests) == 5                    # first try and four retries
     assert len(deployed.published()) == 1 and scans_saved(demo_db) == 1

@@ -1,0 +1,61 @@
+"""Settings: plain variables, Secrets Manager (plain or JSON) and SSM, through Powertools Parameters."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from billing_monitor.config import ScanSettings, resolve
+from billing_monitor.errors import MonitorError
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for key, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t"}.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        yield
+
+
+def test_plain_variable_wins():
+    assert resolve("X", env={"X": "plain", "X_SECRET": "ignored"}) == "plain"
+
+
+def test_secret_plain_and_json(aws):
+    sm = boto3.client("secretsmanager")
+    plain = sm.create_secret(Name="dsn", SecretString="postgresql://a@b/c")["ARN"]
+    as_json = sm.create_secret(Name="paypal", SecretString=json.dumps({"client_id": "id-1", "value": "v"}))["ARN"]
+    assert resolve("DSN", env={"DSN_SECRET": plain}) == "postgresql://a@b/c"
+    assert resolve("PAYPAL_CLIENT_ID", env={"PAYPAL_CLIENT_ID_SECRET": as_json,
+                                             "PAYPAL_CLIENT_ID_SECRET_KEY": "client_id"}) == "id-1"
+    assert resolve("HOOK", env={"HOOK_SECRET": as_json}) == "v"
+    with pytest.raises(MonitorError, match="has no key 'client_secret'"):
+        resolve("S", env={"S_SECRET": as_json, "S_SECRET_KEY": "client_secret"})
+
+
+def test_ssm_parameter_decrypted(aws):
+    boto3.client("ssm").put_parameter(Name="/billing-monitor/dsn", Value="postgresql://x@y/z", Type="SecureString")
+    assert resolve("BILLING_MONITOR_DSN", env={"BILLING_MONITOR_DSN_PARAMETER": "/billing-monitor/dsn"}) == (
+        "postgresql://x@y/z")
+
+
+def test_missing_required_setting_names_all_three_ways():
+    with pytest.raises(MonitorError, match="BILLING_MONITOR_DSN is not configured .*_SECRET or .*_PARAMETER"):
+        ScanSettings.from_env(env={})
+
+
+def test_settings_never_show_secrets_in_their_repr():
+    settings = ScanSettings.from_env(env={"BILLING_MONITOR_DSN": "postgresql://u:hunter2@h/d",
+                                          "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/SECRET"})
+    assert "hunter2" not in repr(settings) and "SECRET" not in repr(settings)
+    assert settings.store_dsn == settings.dsn and str(settings.tolerance) == "1.00"
+
+
+def test_bad_numbers_are_named():
+    with pytest.raises(MonitorError, match="BILLING_MONITOR_STATEMENT_TIMEOUT must be a number"):
+        ScanSettings.from_env(env={"BILLING_MONITOR_DSN": "x", "BILLING_MONITOR_STATEMENT_TIMEOUT": "soon"})
+    with pytest.raises(MonitorError, match="tolerance must be a non-negative number"):
+        ScanSettings.from_env(env={"BILLING_MONITOR_DSN": "x", "BILLING_MONITOR_TOLERANCE": "-1"})
