@@ -233,3 +233,14 @@ def test_a_scan_that_fails_while_saving_leaves_the_previous_state(deployed, demo
                              " order by 1").fetchall()
     assert scans_saved(demo_db) == 1 and after == before
     assert deployed.published() == [] and len(slack.messages) == 1
+
+
+def test_a_month_later_unchanged_findings_get_one_reminder(deployed, slack, demo_db):
+    deployed.invoke()
+    with psycopg.connect(demo_db) as conn:   # as if the first scan had been a month ago
+        conn.execute("update billing_monitor.findings set last_reported_at = last_reported_at - interval '31 days'")
+    result = deployed.invoke()
+    assert (result["new"], result["slack"]) == (0, "posted")
+    reminder = json.dumps(slack.messages[-1]["blocks"])
+    assert "Still open (monthly reminder)" in reminder and reminder.count("billing-monitor approve ") == 4
+    assert deployed.invoke()["slack"] == "nothing new"      # and only once

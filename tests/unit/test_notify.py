@@ -96,3 +96,16 @@ def test_slack_monthly_reminder_and_all_clear():
     assert "All clear" in text
     resolved = slack_message(report([]), diff(resolved=[finding(9, "critical", "billing_disconnect", 2)]))
     assert "Resolved since the last scan: 1" in json.dumps(resolved)
+
+
+def test_monthly_reminder_lists_the_critical_findings_still_open():
+    open_critical = finding(5, "critical", "billing_disconnect", 3)
+    quiet = slack_message(report([open_critical]), diff(still_open=[OpenFinding(open_critical, None, 2, False)],
+                                                       reminder_due=False))
+    assert quiet is None
+    reminder = json.dumps(slack_message(report([open_critical]),
+                                        diff(still_open=[OpenFinding(open_critical, None, 2, False)],
+                                             reminder_due=True)))
+    assert "Still open (monthly reminder)" in reminder
+    assert f"billing-monitor approve {open_critical['finding_id']}" in reminder
+    assert "Still open: 1 (oldest 2 month(s))" in reminder

@@ -58,8 +58,11 @@ def slack_message(report: dict, diff: ScanDiff) -> dict | None:
     blocks = [{"type": "header", "text": {"type": "plain_text", "text": money_line(report)[:150]}}]
     new_critical = [f for f in diff.new if f["severity"] == "critical"]
     changed_critical = [o.finding for o in diff.changed if o.finding["severity"] == "critical"]
+    reminded = [o.finding for o in diff.still_open
+                if diff.reminder_due and not o.changed and o.finding["severity"] == "critical"]
     for title, group in (("New: charged after canceling", new_critical),
-                         ("Changed since the last report", changed_critical)):
+                         ("Changed since the last report", changed_critical),
+                         ("Still open (monthly reminder)", reminded)):
         if not group:
             continue
         lines = [_critical_line(f) for f in group[:SLACK_MAX_DETAILED]]
