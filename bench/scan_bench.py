@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import resource
 import subprocess
 import sys
 import time
@@ -113,7 +111,10 @@ def sequential_pass(dsn: str) -> float:
 
 
 def scan_command(dsn: str) -> tuple[float, float, dict]:
-    """Wall seconds, peak RSS in MB (of the child alone), and the report."""
+    """Wall seconds, peak RSS in MB, and the figures of one run of the command.
+
+    A small wrapper process runs it, so RUSAGE_CHILDREN is the scan's own peak, not this script's.
+    """
     exe = Path(sys.executable).with_name("billing-monitor")
     code = (
         "import resource, subprocess, sys, time, json\n"
@@ -123,7 +124,6 @@ def scan_command(dsn: str) -> tuple[float, float, dict]:
         "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
         "sys.stderr.write(p.stderr.decode())\n"
         "print(json.dumps({'code': p.returncode, 'wall': wall, 'rss': rss, 'bytes': len(p.stdout)}))\n"
-        "sys.stdout.flush(); open('/dev/stdout', 'wb').write(b'') \n"
     )
     out = subprocess.run([sys.executable, "-c", code, str(exe), "scan", "--dsn", dsn, "--format", "json"],
                          capture_output=True, text=True, check=True)
