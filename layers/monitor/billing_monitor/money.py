@@ -9,9 +9,11 @@ CENT = Decimal("0.01")
 
 def to_money(value) -> Decimal:
     """A Decimal rounded to the cent; floats are refused (they cannot hold cents exactly)."""
-    if isinstance(value, float):
-        raise TypeError("money must not be a float")
-    return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
+    if type(value) is not Decimal:
+        if isinstance(value, float):
+            raise TypeError("money must not be a float")
+        value = Decimal(value)
+    return value.quantize(CENT, ROUND_HALF_UP)
 
 
 def money_str(value) -> str:

@@ -6,7 +6,7 @@ Two set-based queries, read-only, inside one REPEATABLE READ snapshot:
                          orphaned_subscription, misfiled_paypal_id
   transaction_findings   one pass over transactions: orphaned_transaction, each billing_disconnect's
                          charges after its cancellation, post_cancellation_charge
-Rows are streamed (libpq single-row mode, which keeps parallel plans): only the rows that are
+Rows are streamed (libpq chunked-rows mode, which keeps parallel plans): only the rows that are
 findings reach Python, never the transactions as a whole.
 """
 
@@ -19,6 +19,7 @@ from importlib import resources
 
 import psycopg
 from psycopg.rows import namedtuple_row
+from psycopg.types.string import TextLoader
 
 from billing_monitor.rules.finding import (
     BILLING_DISCONNECT, CRITICAL, INFO, MISFILED_PAYPAL_ID, ORPHANED_SUBSCRIPTION,
@@ -26,6 +27,7 @@ from billing_monitor.rules.finding import (
 )
 
 _SEVERITY_OF = {"duplicate_subscription": WARNING, "paypal_only": INFO}
+_STREAM_CHUNK = 2000 if psycopg.capabilities.has_stream_chunked() else 1
 _USES = re.compile(r"^-- uses:(.*)$", re.MULTILINE)
 
 
@@ -44,9 +46,18 @@ def load_query(name: str) -> str:
     return "with " + ",\n".join(ctes + [text])
 
 
+def _cursor(conn: psycopg.Connection) -> psycopg.Cursor:
+    """A cursor that loads uuids as their text: the report prints them, and str(UUID) is slow."""
+    cur = conn.cursor(row_factory=namedtuple_row)
+    cur.adapters.register_loader("uuid", TextLoader)
+    return cur
+
+
 def _stream(conn: psycopg.Connection, name: str, params: dict):
-    with conn.cursor(row_factory=namedtuple_row) as cur:
-        yield from cur.stream(load_query(name), params)
+    with _cursor(conn) as cur:
+        # chunks of rows (libpq >= 17; one row at a time with an older libpq): the memory of a
+        # chunk, without the cost of one result object per row
+        yield from cur.stream(load_query(name), params, size=_STREAM_CHUNK)
 
 
 def find_subscription_findings(conn, tol: Decimal) -> list[Finding]:
@@ -57,7 +68,7 @@ def find_subscription_findings(conn, tol: Decimal) -> list[Finding]:
     findings = []
     for r in _stream(conn, "subscription_findings", {"tol": tol}):
         row = dict(
-            key=str(r.subscription_id), subscription_id=r.subscription_id, paypal_subscription_id=r.paypal_id,
+            key=r.subscription_id, subscription_id=r.subscription_id, paypal_subscription_id=r.paypal_id,
             contact_id=r.contact_id, amount=r.amount, currency=r.cur, billing_cycle=r.cycle,
             contact=None if r.orphaned else Contact.from_row(r.contact_id, r.email, r.first_name, r.last_name),
         )
@@ -88,16 +99,23 @@ def _disconnect_params(disconnects: list[Finding]) -> dict:
     }
 
 
+def _ended_params(conn) -> dict:
+    """The ended subscriptions as array literals (text from the server, sent back as it is)."""
+    with _cursor(conn) as cur:
+        return cur.execute(load_query("ended_subscriptions")).fetchone()._asdict()
+
+
 def find_transaction_findings(conn, tol: Decimal, disconnects: list[Finding]) -> list[Finding]:
     """orphaned_transaction and post_cancellation_charge findings; fills each disconnect's charges."""
     by_subscription = {f.subscription_id: f for f in disconnects}
     orphans: list[Finding] = []
     post_cancellation: dict[tuple, Finding] = {}
-    for r in _stream(conn, "transaction_findings", {"tol": tol, **_disconnect_params(disconnects)}):
+    params = {"tol": tol, **_disconnect_params(disconnects), **_ended_params(conn)}
+    for r in _stream(conn, "transaction_findings", params):
         charge = Charge(r.transaction_id, r.transaction_date, r.amount, r.cur)
         if r.kind == "orphaned_transaction":
             orphans.append(Finding(
-                check=ORPHANED_TRANSACTION, severity=WARNING, key=str(r.transaction_id),
+                check=ORPHANED_TRANSACTION, severity=WARNING, key=r.transaction_id,
                 subscription_id=r.subscription_id, transaction_id=r.transaction_id,
                 contact_id=r.contact_id, amount=r.amount, currency=r.cur,
             ))
@@ -123,7 +141,7 @@ def find_transaction_findings(conn, tol: Decimal, disconnects: list[Finding]) ->
 def attach_contacts(conn, findings: list[Finding]) -> None:
     """Contact details for the findings that do not have them yet (one set-based query)."""
     findings = [f for f in findings if f.contact is None and f.contact_id is not None]
-    ids = sorted({f.contact_id for f in findings}, key=str)
+    ids = sorted({f.contact_id for f in findings})
     if not ids:
         return
     contacts = {

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from decimal import Decimal
-from uuid import UUID
 
 CRITICAL, WARNING, INFO = "critical", "warning", "info"
 SEVERITIES = (CRITICAL, WARNING, INFO)
@@ -23,6 +23,7 @@ CHECKS = (
     ORPHANED_SUBSCRIPTION, ORPHANED_TRANSACTION, MISFILED_PAYPAL_ID,
 )
 CANCEL_PAYPAL_SUBSCRIPTION = "cancel_paypal_subscription"
+_ZERO = Decimal("0.00")
 
 
 def finding_id_for(check: str, key: str) -> str:
@@ -32,12 +33,12 @@ def finding_id_for(check: str, key: str) -> str:
 
 @dataclass(frozen=True)
 class Contact:
-    id: UUID
+    id: str
     email: str
     name: str | None
 
     @classmethod
-    def from_row(cls, contact_id: UUID, email: str, first_name: str | None, last_name: str | None) -> "Contact":
+    def from_row(cls, contact_id: str, email: str, first_name: str | None, last_name: str | None) -> "Contact":
         name = " ".join(part.strip() for part in (first_name, last_name) if part and part.strip())
         return cls(contact_id, email, name or None)
 
@@ -45,7 +46,7 @@ class Contact:
 @dataclass(frozen=True)
 class Charge:
     """One completed transaction counted against a finding."""
-    transaction_id: UUID
+    transaction_id: str
     date: datetime
     amount: Decimal
     currency: str
@@ -56,11 +57,11 @@ class Finding:
     check: str
     severity: str
     key: str                              # what the finding is about; finding_id derives from it
-    subscription_id: UUID | None = None
+    subscription_id: str | None = None
     paypal_subscription_id: str | None = None
     kajabi_subscription_id: str | None = None
-    transaction_id: UUID | None = None
-    contact_id: UUID | None = None
+    transaction_id: str | None = None
+    contact_id: str | None = None
     contact: Contact | None = None
     amount: Decimal | None = None
     currency: str | None = None
@@ -70,10 +71,12 @@ class Finding:
     action_paypal_id: str | None = None   # set when the suggested action is to cancel in PayPal
     extra: dict = field(default_factory=dict)
 
-    @property
-    def finding_id(self) -> str:
+    @cached_property
+    def finding_id(self) -> str:             # check and key never change once a finding is made
         return finding_id_for(self.check, self.key)
 
     @property
     def charged_total(self) -> Decimal:
-        return sum((c.amount for c in self.charges or ()), Decimal("0.00"))
+        if not self.charges:
+            return _ZERO
+        return sum((c.amount for c in self.charges), _ZERO)

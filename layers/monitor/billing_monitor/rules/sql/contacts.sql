@@ -2,4 +2,4 @@
 -- The contacts named by the findings (a set, one query).
 select id, email, first_name, last_name
 from public.contacts
-where id = any(%(ids)s)
+where id = any(%(ids)s::uuid[])

@@ -6,6 +6,8 @@
 subs as not materialized (
     select s.id,
            s.contact_id,
+           s.paypal_subscription_id as raw_paypal_id,      -- as stored: for filters whose row
+           s.kajabi_subscription_id as raw_kajabi_id,      -- estimates need the column statistics
            nullif(btrim(s.kajabi_subscription_id, E' \t\r\n'), '') as kajabi_id_text,
            s.amount,
            upper(btrim(s.currency, E' \t\r\n') collate "C")      as cur,

@@ -3,11 +3,14 @@
 -- its Kajabi cancellation (the disconnects come in as parameters from subscription_findings) and
 -- post_cancellation_charge.
 --
--- Stage 1 reads every transaction once, in parallel, with hash probes on uuids and timestamp
--- comparisons only, and keeps a superset of the rows any of those checks can report: no contact;
--- linked to a disconnect's PayPal subscription; after the end of an ended subscription it is linked
--- to, or of one of its contact's (which covers a disconnect's candidate charges: they come after its
--- ended Kajabi match). A row can come out more than once; stage 2 dedupes.
+-- Stage 1 reads every transaction once, in parallel, and keeps a superset of the rows any of those
+-- checks can report, with one hash probe per row: an anti join against the contacts, each carrying
+-- the earliest end of its contact's ended subscriptions. A row comes out when it has no contact, or
+-- its contact's row fails the join filter: it is dated after that earliest end (which covers every
+-- unexplained candidate charge and a disconnect's candidate charges: they follow an ended match),
+-- it is linked to an ended subscription (of another contact: its own contact's row already covers
+-- its own), or it is linked to a disconnect's PayPal subscription. The ended subscriptions come in
+-- as array literals from ended_subscriptions.sql (hashed `= any` look-ups, no per-row join).
 -- Stage 2 applies the exact rules to those few rows. A charge names its matching set by key:
 -- (subscription id, '#own') when it is for a subscriptions row, else (contact id, currency) with
 -- the amount within tolerance (it is a candidate).
@@ -17,25 +20,26 @@ disconnects as (
              as d(pid, contact_id, cur, amount, canceled_at)
 ),
 stage1 as materialized (
-    select t.id, t.contact_id, t.subscription_id, t.amount, t.transaction_date, t.status, t.source, t.currency,
-           c.id is null as orphaned
+    select t.id, t.contact_id, t.subscription_id, t.amount, t.transaction_date, t.status, t.source, t.currency
     from public.transactions t
-    left join public.contacts c on c.id = t.contact_id
-    left join (select contact_id, end_time from subs where ended) by_contact
-           on by_contact.contact_id = t.contact_id and t.transaction_date > by_contact.end_time
-    left join (select id, end_time from subs where ended) by_link
-           on by_link.id = t.subscription_id and t.transaction_date > by_link.end_time
-    where c.id is null
-       or by_contact.contact_id is not null
-       or by_link.id is not null
-       -- (a disconnect's candidate charges are after its ended Kajabi match: by_contact has them)
-       or t.subscription_id = any(%(d_pid)s::uuid[])
+    where not exists (
+        select 1
+        from public.contacts c
+        left join (select e.contact_id, min(e.end_time) as first_end
+                   from unnest(%(ended_contact)s::uuid[], %(ended_at)s::timestamptz[]) as e(contact_id, end_time)
+                   group by e.contact_id) ce on ce.contact_id = c.id
+        where c.id = t.contact_id
+          and (ce.first_end is null or t.transaction_date <= ce.first_end)
+          and not coalesce(t.transaction_date > %(first_end)s
+                           and t.subscription_id = any(%(ended_id)s::uuid[]), false)
+          and not coalesce(t.subscription_id = any(%(d_pid)s::uuid[]), false))
 ),
 interesting as materialized (
-    select distinct on (s1.id) s1.*, upper(btrim(s1.currency, E' \t\r\n') collate "C") as cur,
+    -- few rows: a primary-key look-up each (scalar subqueries), not a hash of the whole table
+    select s1.*, upper(btrim(s1.currency, E' \t\r\n') collate "C") as cur,
+           (select c.id from public.contacts c where c.id = s1.contact_id) is null as orphaned,
            (select own.id from public.subscriptions own where own.id = s1.subscription_id) as own_id
-    from stage1 s1                     -- few rows: a primary-key look-up each, not a hash of the table
-    order by s1.id
+    from stage1 s1
 ),
 charges as (
     select i.*, coalesce(i.own_id, i.contact_id) as k_id,
@@ -43,12 +47,16 @@ charges as (
     from interesting i
     where lower(btrim(i.status, E' \t\r\n') collate "C") = 'completed'
 ),
+in_sets as materialized (            -- one pass over subscriptions for every set the charges name
+    select s.* from subs s
+    where s.id in (select own_id from charges) or s.contact_id in (select contact_id from charges)
+),
 set_members as materialized (
     select s.id as sid, s.id as k_id, '#own' as k_tag, false as by_amount, s.*
-    from subs s where s.id in (select own_id from charges)
+    from in_sets s where s.id in (select own_id from charges)
     union all
     select s.id, s.contact_id, s.cur, true, s.*
-    from subs s where s.contact_id in (select contact_id from charges)
+    from in_sets s where s.contact_id in (select contact_id from charges)
 ),
 unexplained as (
     select ch.*
