@@ -19,6 +19,8 @@ import json
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -96,10 +98,16 @@ def build(dsn: str, contacts: int) -> dict:
         load_schema(conn)
         psycopg.ClientCursor(conn).execute(BUILD, {"n": contacts})  # several statements
         conn.execute("vacuum analyze")
-        counts = {t: conn.execute(f"select count(*) from public.{t}").fetchone()[0]
-                  for t in ("contacts", "subscriptions", "transactions")}
+    counts = counts_of(dsn)
     counts["build_s"] = time.perf_counter() - started
     return counts
+
+
+def counts_of(dsn: str) -> dict:
+    with psycopg.connect(dsn) as conn:
+        counts = {t: conn.execute(f"select count(*) from public.{t}").fetchone()[0]
+                  for t in ("contacts", "subscriptions", "transactions")}
+    return {**counts, "build_s": 0.0}
 
 
 def sequential_pass(dsn: str) -> float:
@@ -108,6 +116,56 @@ def sequential_pass(dsn: str) -> float:
         conn.execute("select count(*), sum(amount) from public.transactions").fetchone()
         conn.execute("select count(*), sum(amount) from public.subscriptions").fetchone()
         return time.perf_counter() - started
+
+
+PROBE_PER_ROW = """select t.id from public.transactions t
+where not exists (select 1 from public.contacts c where c.id = t.contact_id)"""
+
+
+def one_probe_per_row(dsn: str) -> float:
+    """The orphaned_transaction check alone: one hash probe per transaction, the least any exact scan does."""
+    with psycopg.connect(dsn) as conn:
+        started = time.perf_counter()
+        conn.execute(PROBE_PER_ROW).fetchall()
+        return time.perf_counter() - started
+
+
+def phases(dsn: str) -> dict[str, float]:
+    """Where the scan's time goes, measured in this process (best of one run each)."""
+    import gc
+
+    import orjson
+
+    sys.path.insert(0, str(ROOT / "layers" / "monitor"))
+    from billing_monitor import db
+    from billing_monitor.report import build_report
+    from billing_monitor.rules import checks
+    from billing_monitor.rules.finding import BILLING_DISCONNECT
+    from billing_monitor.scan import ScanResult
+
+    tolerance = Decimal("1.00")
+    times, clock = {}, time.perf_counter
+    gc.disable()
+    try:
+        with db.connect(dsn, read_only=True) as conn:
+            t = clock()
+            findings = checks.find_subscription_findings(conn, tolerance)
+            times["subscription pass (SQL + rows to findings)"] = clock() - t
+            t = clock()
+            disconnects = [f for f in findings if f.check == BILLING_DISCONNECT]
+            findings += checks.find_transaction_findings(conn, tolerance, disconnects)
+            times["transaction pass (ended subscriptions, then SQL)"] = clock() - t
+        t = clock()
+        now = datetime.now(timezone.utc)
+        report = build_report(ScanResult(scan_id="bench", started_at=now, finished_at=now,
+                                         tolerance=tolerance, findings=findings))
+        times["report (findings to dicts, sorted)"] = clock() - t
+        t = clock()
+        orjson.dumps(report)
+        times["JSON"] = clock() - t
+    finally:
+        gc.enable()
+    return times
 
 
 def scan_command(dsn: str) -> tuple[float, float, dict]:
@@ -150,10 +208,12 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=40_000)
     parser.add_argument("--dsn", help="an empty database to fill (default: an embedded PostgreSQL)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the best is kept")
+    parser.add_argument("--no-build", action="store_true",
+                        help="--dsn names a database an earlier run built: measure it again as it is")
     args = parser.parse_args()
 
     with database(args.dsn) as dsn:
-        counts = build(dsn, args.contacts)
+        counts = counts_of(dsn) if args.no_build else build(dsn, args.contacts)
         print(f"database: {counts['contacts']:,} contacts, {counts['subscriptions']:,} subscriptions, "
               f"{counts['transactions']:,} transactions (built in {counts['build_s']:.1f} s)")
         floor = min(sequential_pass(dsn) for _ in range(args.repeat))
@@ -166,6 +226,12 @@ def main() -> None:
         print(f"ratio scan / sequential pass:                                {wall / floor:.2f}x  (target <= 3)", flush=True)
         print(f"scan peak RSS:                                               {rss:.0f} MB  (target < 300)", flush=True)
         print(f"report size:                                                 {report_mb:.1f} MB", flush=True)
+        probe = min(one_probe_per_row(dsn) for _ in range(args.repeat))
+        print(f"one hash probe per transaction (orphan check alone):         {probe:.2f} s"
+              f"  ({probe / floor:.2f}x)", flush=True)
+        print("where the scan's time goes (in process):", flush=True)
+        for name, seconds in phases(dsn).items():
+            print(f"  {name:<58} {seconds:.2f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ Two set-based queries, read-only, inside one REPEATABLE READ snapshot:
                          orphaned_subscription, misfiled_paypal_id
   transaction_findings   one pass over transactions: orphaned_transaction, each billing_disconnect's
                          charges after its cancellation, post_cancellation_charge
+(and ended_subscriptions, one row of array literals that transaction_findings' first stage takes
+as parameters: PostgreSQL hashes a constant array once, where a join would cost a node per row).
 Rows are streamed (libpq chunked-rows mode, which keeps parallel plans): only the rows that are
 findings reach Python, never the transactions as a whole.
 """
