@@ -225,6 +225,22 @@ def test_linked_charge_belongs_to_its_own_subscription_only(prod):
     assert pcc["charges"]["transactions"] == [str(for_k)]
 
 
+def test_a_charge_linked_to_another_contacts_subscription_follows_the_link(prod):
+    # The scan's first pass finds most candidates through the charge's own contact; these two
+    # charges are recorded under a contact with no subscription at all, so only their links count.
+    owner, payer = prod.contact(), prod.contact()
+    k = prod.kajabi(owner, status="canceled", canceled_at="2024-01-16")
+    p = prod.paypal(owner)
+    after_k = prod.charge(payer, date="2024-02-16", source="kajabi", subscription=k)
+    prod.charge(payer, date="2024-01-10", source="kajabi", subscription=k)   # before K ended
+    for_p = prod.charge(payer, date="2024-03-16", subscription=p)
+    report = prod.scan()
+    assert only(report, "billing_disconnect")["charges"]["transactions"] == [str(for_p)]
+    pcc = only(report, "post_cancellation_charge")
+    assert pcc["charges"]["transactions"] == [str(after_k)]
+    assert pcc["contact"]["id"] == str(payer) and pcc["subscription_id"] == str(k)
+
+
 # ---------------------------------------------------------------- checks 2 and 3
 
 
