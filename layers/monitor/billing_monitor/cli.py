@@ -76,10 +76,15 @@ def emit_report(report: dict, fmt: str, fail_on: str | None) -> int:
         # database is tens of MB, which the standard library's encoder takes a noticeable time over)
         import orjson
 
+        indent = orjson.OPT_INDENT_2 if sys.stdout.isatty() else 0
+        data = orjson.dumps(report, option=indent | orjson.OPT_APPEND_NEWLINE)
+        binary = getattr(sys.stdout, "buffer", None)      # a text-only stdout (embedding) gets text
         sys.stdout.flush()
-        sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2 if sys.stdout.isatty() else 0))
-        sys.stdout.buffer.write(b"\n")
-        sys.stdout.buffer.flush()
+        if binary is None:
+            sys.stdout.write(data.decode())
+        else:
+            binary.write(data)
+            binary.flush()
     else:
         print(render_table(report))
     if fail_on:
