@@ -241,6 +241,18 @@ def test_a_charge_linked_to_another_contacts_subscription_follows_the_link(prod)
     assert pcc["contact"]["id"] == str(payer) and pcc["subscription_id"] == str(k)
 
 
+def test_times_are_read_and_compared_alike_whatever_the_servers_date_style(prod):
+    c = prod.contact()
+    prod.kajabi(c, status="canceled", canceled_at="2024-01-02T10:00")   # 2 January, not 1 February
+    prod.paypal(c)
+    in_january = prod.charge(c, date="2024-01-20")
+    prod.charge(c, date="2024-01-02T09:00")                               # an hour before it ended
+    prod.execute(f"alter database {prod.execute('select current_database()')[0][0]} set datestyle = 'SQL, DMY'")
+    f = only(prod.scan(), "billing_disconnect")
+    assert f["charges"]["transactions"] == [str(in_january)]
+    assert f["kajabi_canceled_at"] == "2024-01-02T10:00:00+00:00"
+
+
 # ---------------------------------------------------------------- checks 2 and 3
 
 

@@ -79,7 +79,10 @@ def connect(dsn: str, *, read_only: bool, statement_timeout_s: float = 600,
         conn.read_only = read_only
         with conn.transaction():
             conn.execute(
+                # ISO dates whatever the server's default: times are read back in Python, and the scan
+                # sends the ended subscriptions' end times back to the server as text.
                 "select set_config('statement_timeout', %s, true), set_config('TimeZone', 'UTC', true),"
+                " set_config('DateStyle', 'ISO, YMD', true),"
                 " set_config('work_mem', %s, true),"
                 # The checks are set work over whole tables with no indexes to use: plan hash joins
                 # (CTE row estimates are poor, and a nested loop over them can run for minutes) and
