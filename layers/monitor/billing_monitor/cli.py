@@ -20,6 +20,7 @@ from billing_monitor.money import parse_tolerance
 from billing_monitor.report import build_report, render_table
 from billing_monitor.rules.finding import SEVERITIES
 from billing_monitor.scan import DEFAULT_TOLERANCE, run_scan
+from billing_monitor.store import apply_migrations, list_actions, list_scans, load_finding, save_scan
 
 EXIT_OK, EXIT_ERROR, EXIT_FAIL_ON = 0, 1, 3
 DSN_ENV = "BILLING_MONITOR_DSN"
@@ -124,8 +125,6 @@ def cmd_scan(args) -> int:
     with _without_cyclic_gc():
         report = build_report(run_scan(dsn, tolerance, statement_timeout_s=args.statement_timeout))
     if args.save:
-        from billing_monitor.store import save_scan
-
         with _store(args) as conn:
             diff = save_scan(conn, report)
         print(f"Saved scan {report['scan_id']}: {len(diff.new)} new, {len(diff.still_open)} still open,"
@@ -136,16 +135,12 @@ def cmd_scan(args) -> int:
 @contextmanager
 def _store(args):
     """The monitor's own schema, migrated, in one transaction."""
-    from billing_monitor.store import apply_migrations
-
     with db.connect(_store_dsn(args), read_only=False, application_name="billing-monitor-store") as conn:
         apply_migrations(conn)
         yield conn
 
 
 def cmd_history(args) -> int:
-    from billing_monitor.store import list_scans
-
     with _store(args) as conn:
         scans = list_scans(conn, args.limit)
     if not scans:
@@ -171,8 +166,6 @@ def cmd_demo(args) -> int:
 
 def find_finding(args) -> dict:
     """The finding as the last saved scan has it, else as a fresh scan reports it."""
-    from billing_monitor.store import load_finding
-
     with db.connect(_store_dsn(args), read_only=True, application_name="billing-monitor-cli") as conn:
         if conn.execute("select to_regclass('billing_monitor.findings')").fetchone()[0]:
             saved = load_finding(conn, args.finding_id)
@@ -218,8 +211,6 @@ def cmd_approve(args) -> int:
 
 
 def cmd_actions(args) -> int:
-    from billing_monitor.store import list_actions
-
     with _store(args) as conn:
         done = list_actions(conn, args.limit)
     if not done:
