@@ -15,7 +15,6 @@ from typing import Callable
 import psycopg
 from psycopg.types.json import Jsonb
 
-from billing_monitor import db
 from billing_monitor.approvals import ApprovalMessage, raw_body
 from billing_monitor.config import env_number, resolve
 from billing_monitor.errors import MonitorError
@@ -23,7 +22,7 @@ from billing_monitor.money import parse_tolerance
 from billing_monitor.paypal import LIVE_URL, SANDBOX_URL, PayPalClient, PayPalError, PayPalTransient
 from billing_monitor.report import build_report
 from billing_monitor.scan import run_scan
-from billing_monitor.store.history import SCHEMA, apply_migrations, load_finding
+from billing_monitor.store.history import SCHEMA, load_finding, open_store
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +116,10 @@ class CancellationService:
         return self._targets
 
     def _store(self):
-        return db.connect(self.settings.store_dsn, read_only=False, application_name="billing-monitor-cancel")
+        return open_store(self.settings.store_dsn, application_name="billing-monitor-cancel")
 
     def refuse(self, key: str, approval: ApprovalMessage | None, reason: str, message) -> dict:
         with self._store() as conn:
-            apply_migrations(conn)
             result = record_action(conn, key=key, approval=approval, outcome=REFUSED, detail=reason, message=message)
         self._tell(f":no_entry: Refused: {reason}"
                    + (f" (finding {approval.finding_id}, approved by {approval.approved_by})" if approval else ""))
@@ -137,7 +135,6 @@ class CancellationService:
         if not approval.force:
             if finding is None:
                 with self._store() as conn:
-                    apply_migrations(conn)
                     known = load_finding(conn, approval.finding_id)
                 why = ("is not a problem any more (a fresh scan does not report it)" if known
                        else "is unknown (no saved or fresh scan reports it)")
@@ -153,7 +150,6 @@ class CancellationService:
         except PayPalError as exc:                  # no such subscription, not active, refused: permanent
             return self.refuse(key, approval, str(exc), message)
         with self._store() as conn:
-            apply_migrations(conn)
             recorded = record_action(conn, key=key, approval=approval, outcome=result.outcome, detail=result.detail,
                                    message=message, paypal_before=result.status_before,
                                    paypal_after=result.status_after)

@@ -20,7 +20,7 @@ from billing_monitor.money import parse_tolerance
 from billing_monitor.report import build_report, render_table
 from billing_monitor.rules.finding import SEVERITIES
 from billing_monitor.scan import DEFAULT_TOLERANCE, run_scan
-from billing_monitor.store import apply_migrations, list_actions, list_scans, load_finding, save_scan
+from billing_monitor.store import list_actions, list_scans, load_finding, open_store, save_scan
 
 EXIT_OK, EXIT_ERROR, EXIT_FAIL_ON = 0, 1, 3
 DSN_ENV = "BILLING_MONITOR_DSN"
@@ -125,23 +125,15 @@ def cmd_scan(args) -> int:
     with _without_cyclic_gc():
         report = build_report(run_scan(dsn, tolerance, statement_timeout_s=args.statement_timeout))
     if args.save:
-        with _store(args) as conn:
+        with open_store(_store_dsn(args)) as conn:
             diff = save_scan(conn, report)
         print(f"Saved scan {report['scan_id']}: {len(diff.new)} new, {len(diff.still_open)} still open,"
               f" {len(diff.resolved)} resolved.", file=sys.stderr)
     return emit_report(report, args.format, args.fail_on)
 
 
-@contextmanager
-def _store(args):
-    """The monitor's own schema, migrated, in one transaction."""
-    with db.connect(_store_dsn(args), read_only=False, application_name="billing-monitor-store") as conn:
-        apply_migrations(conn)
-        yield conn
-
-
 def cmd_history(args) -> int:
-    with _store(args) as conn:
+    with open_store(_store_dsn(args)) as conn:
         scans = list_scans(conn, args.limit)
     if not scans:
         print("No saved scan yet (billing-monitor scan --save records one).")
@@ -211,7 +203,7 @@ def cmd_approve(args) -> int:
 
 
 def cmd_actions(args) -> int:
-    with _store(args) as conn:
+    with open_store(_store_dsn(args)) as conn:
         done = list_actions(conn, args.limit)
     if not done:
         print("No approval handled yet.")

@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
-from billing_monitor import db
 from billing_monitor.http import retrying_session
 from billing_monitor.notify import SlackError, post_to_slack, slack_message, sns_message
 from billing_monitor.report import build_report
 from billing_monitor.scan import run_scan
-from billing_monitor.store.history import ScanDiff, mark_reported, save_scan
+from billing_monitor.store.history import ScanDiff, mark_reported, open_store, save_scan
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ def scan_and_save(settings) -> tuple[dict, ScanDiff]:
     """Scan read-only, then record it in one transaction of the store (all or nothing)."""
     report = build_report(run_scan(settings.dsn, settings.tolerance,
                                    statement_timeout_s=settings.statement_timeout_s))
-    with db.connect(settings.store_dsn, read_only=False, application_name="billing-monitor-store") as conn:
+    with open_store(settings.store_dsn) as conn:
         diff = save_scan(conn, report)
     return report, diff
 
@@ -62,7 +61,7 @@ def run_monitoring(settings, *, publish: Callable[[str, dict], None] | None,
             session = slack_session or retrying_session(methods=("POST",), backoff_factor=settings.http_backoff_s)
             post_to_slack(settings.slack_webhook_url, payload, session)
             slack = "posted"
-            with db.connect(settings.store_dsn, read_only=False, application_name="billing-monitor-store") as conn:
+            with open_store(settings.store_dsn) as conn:
                 mark_reported(conn, diff, started)
         except SlackError as exc:
             slack = f"failed: {exc}"

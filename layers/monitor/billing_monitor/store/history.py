@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
+from typing import Iterator
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from billing_monitor import db
 from billing_monitor.report import money_line
 
 SCHEMA = "billing_monitor"
@@ -46,6 +49,14 @@ def apply_migrations(conn: psycopg.Connection) -> list[str]:
         conn.execute(f"insert into {SCHEMA}.schema_migrations (version, name) values (%s, %s)", (version, name))
         done.append(name)
     return done
+
+
+@contextmanager
+def open_store(dsn: str, application_name: str = "billing-monitor-store") -> Iterator[psycopg.Connection]:
+    """The monitor's own schema, migrated, in one read-write transaction (committed on success)."""
+    with db.connect(dsn, read_only=False, application_name=application_name) as conn:
+        apply_migrations(conn)
+        yield conn
 
 
 def fingerprint(finding: dict) -> str:
@@ -95,7 +106,6 @@ def save_scan(conn: psycopg.Connection, report: dict) -> ScanDiff:
 
     The caller commits: a scan that fails half-way leaves the previous state as it was.
     """
-    apply_migrations(conn)
     conn.execute("select pg_advisory_xact_lock(%s)", (SAVE_LOCK,))
     scan_id, started = report["scan_id"], datetime.fromisoformat(report["started_at"])
     previous = conn.execute(f"select scan_id from {SCHEMA}.scan_runs order by started_at desc limit 1").fetchone()
