@@ -102,7 +102,8 @@ class ScanDiff:
 
 
 def save_scan(conn: psycopg.Connection, report: dict) -> ScanDiff:
-    """Record a scan and its findings in the caller's transaction; returns what changed since the last one.
+    """Record a scan and its findings in the caller's transaction (from open_store: migrated); returns what
+    changed since the last one.
 
     The caller commits: a scan that fails half-way leaves the previous state as it was.
     """
