@@ -22,7 +22,10 @@ demo: $(BIN)/.installed
 
 # The whole suite on the embedded PostgreSQL, then the database tests again on PostgreSQL 15
 # (Supabase's version) when the machine has its server binaries.
-test: $(BIN)/.installed $(SAMENV)/bin/sam
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+
+test: lint $(SAMENV)/bin/sam
 	SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(SAMENV)/bin:$$PATH" $(BIN)/pytest -q
 	scripts/with-postgres15 $(BIN)/pytest -q -m integration -p no:cacheprovider
 

@@ -19,7 +19,7 @@ import json
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -156,7 +156,7 @@ def phases(dsn: str) -> dict[str, float]:
             findings += checks.find_transaction_findings(conn, tolerance, disconnects)
             times["transaction pass (ended subscriptions, then SQL)"] = clock() - t
         t = clock()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         report = build_report(ScanResult(scan_id="bench", started_at=now, finished_at=now,
                                          tolerance=tolerance, findings=findings))
         times["report (findings to dicts, sorted)"] = clock() - t

@@ -37,7 +37,7 @@ def template_db(pg_server):
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(TEMPLATE)))
     with psycopg.connect(dsn_for(pg_server, TEMPLATE), autocommit=True) as conn:
         load_schema(conn)
-    yield TEMPLATE
+    return TEMPLATE
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ class Approvals:
             cur = conn.execute("select outcome, finding_id, paypal_subscription_id, approved_by, detail,"
                                " paypal_status_before, paypal_status_after, row_status_before, row_status_after"
                                " from billing_monitor.actions order by action_id")
-            return [dict(zip([d.name for d in cur.description], r)) for r in cur.fetchall()]
+            return [dict(zip([d.name for d in cur.description], r, strict=False)) for r in cur.fetchall()]
 
     def row_status(self, paypal_id: str) -> str:
         with psycopg.connect(self.dsn) as conn:
@@ -92,10 +92,12 @@ def test_valid_approval_cancels_once_marks_the_row_and_audits(approvals, paypal,
                                       {"reason": "Canceled in Kajabi on 2023-08-16; still charged by PayPal"})]
     assert approvals.row_status(OSKAR_PAYPAL) == "canceled (canceled_at set)"
     [action] = approvals.actions()
-    assert action["outcome"] == "canceled" and action["approved_by"] == "owner@example.com"
+    assert action["outcome"] == "canceled"
+    assert action["approved_by"] == "owner@example.com"
     assert (action["paypal_status_before"], action["paypal_status_after"]) == ("ACTIVE", "CANCELLED")
     assert (action["row_status_before"], action["row_status_after"]) == ("ACTIVE", "canceled")
-    assert "I-LKL1NVUCV89B" in slack.messages[-1]["text"] and "canceled" in slack.messages[-1]["text"]
+    assert "I-LKL1NVUCV89B" in slack.messages[-1]["text"]
+    assert "canceled" in slack.messages[-1]["text"]
 
 
 def test_duplicate_in_one_batch_and_redelivered_cancels_once(approvals, paypal):
@@ -120,7 +122,8 @@ def test_crash_after_paypal_cancel_then_redelivery(approvals, paypal, monkeypatc
     first = approvals.invoke(event)
     assert first == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
     assert paypal.subscriptions[OSKAR_PAYPAL] == "CANCELLED"
-    assert approvals.row_status(OSKAR_PAYPAL) == "ACTIVE" and approvals.actions() == []
+    assert approvals.row_status(OSKAR_PAYPAL) == "ACTIVE"
+    assert approvals.actions() == []
     second = approvals.invoke(event)                        # SQS redelivers
     assert second == {"batchItemFailures": []}
     assert len(paypal.cancel_calls()) == 1                  # never canceled twice
@@ -142,21 +145,25 @@ def test_no_longer_a_disconnect_is_refused_unless_forced(approvals, paypal, demo
     assert approvals.invoke(sqs_event(approval())) == {"batchItemFailures": []}
     assert paypal.cancel_calls() == []
     refused = approvals.actions()[0]
-    assert refused["outcome"] == "refused" and "is unknown" in refused["detail"]  # never saved by a scan
+    assert refused["outcome"] == "refused"
+    assert "is unknown" in refused["detail"]
     assert "Refused" in slack.messages[-1]["text"]
     forced = approvals.invoke(sqs_event(approval(force=True, reason="Owner: cancel anyway")))
     assert forced == {"batchItemFailures": []}
-    assert len(paypal.cancel_calls()) == 1 and approvals.actions()[-1]["outcome"] == "canceled"
+    assert len(paypal.cancel_calls()) == 1
+    assert approvals.actions()[-1]["outcome"] == "canceled"
 
 
 def test_malformed_message_is_refused_recorded_and_not_retried(approvals, paypal, slack):
     assert approvals.invoke(load_event("sqs_approval_malformed.json")) == {"batchItemFailures": []}
     [action] = approvals.actions()
-    assert action["outcome"] == "refused" and action["detail"].startswith("malformed approval")
-    assert paypal.calls == [] and "malformed approval" in slack.messages[-1]["text"]
+    assert action["outcome"] == "refused"
+    assert action["detail"].startswith("malformed approval")
+    assert paypal.calls == []
+    assert "malformed approval" in slack.messages[-1]["text"]
 
 
-@pytest.mark.parametrize("body, needle", [
+@pytest.mark.parametrize(("body", "needle"), [
     (approval(finding_id="0123456789abcdef"), "is unknown"),
     (approval(approved_by="stranger@example.com"), "not on the allow-list"),
     (approval(paypal_id="I-NOTTHEONE1"), "is about PayPal I-LKL1NVUCV89B"),
@@ -167,7 +174,8 @@ def test_malformed_message_is_refused_recorded_and_not_retried(approvals, paypal
 def test_approvals_that_can_never_succeed(approvals, paypal, body, needle):
     assert approvals.invoke(sqs_event(body)) == {"batchItemFailures": []}
     [action] = approvals.actions()
-    assert action["outcome"] == "refused" and needle in action["detail"]
+    assert action["outcome"] == "refused"
+    assert needle in action["detail"]
     assert paypal.cancel_calls() == []
 
 
@@ -181,7 +189,8 @@ def test_no_such_paypal_subscription_is_refused(approvals, paypal):
 def test_paypal_429_then_success(approvals, paypal):
     paypal.faults["cancel"] = [429]
     assert approvals.invoke(load_event("sqs_approval_valid.json")) == {"batchItemFailures": []}
-    assert len(paypal.cancel_calls()) == 2 and approvals.actions()[0]["outcome"] == "canceled"
+    assert len(paypal.cancel_calls()) == 2
+    assert approvals.actions()[0]["outcome"] == "canceled"
 
 
 def test_paypal_down_is_retried_by_sqs_and_lands_in_the_dlq(approvals, paypal):
@@ -201,7 +210,8 @@ def test_paypal_down_is_retried_by_sqs_and_lands_in_the_dlq(approvals, paypal):
     assert sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=1).get("Messages") is None
     [dead] = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=1)["Messages"]
     assert json.loads(dead["Body"])["finding_id"] == OSKAR_FINDING
-    assert approvals.row_status(OSKAR_PAYPAL) == "ACTIVE" and approvals.actions() == []
+    assert approvals.row_status(OSKAR_PAYPAL) == "ACTIVE"
+    assert approvals.actions() == []
     assert paypal.subscriptions[OSKAR_PAYPAL] == "ACTIVE"
 
 
@@ -233,5 +243,8 @@ def test_actions_command_lists_what_was_done(approvals, capsys):
     assert main(["actions", "--dsn", approvals.dsn]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2
-    assert "refused" in lines[0] and "malformed approval" in lines[0]
-    assert "canceled" in lines[1] and OSKAR_PAYPAL in lines[1] and "by owner@example.com" in lines[1]
+    assert "refused" in lines[0]
+    assert "malformed approval" in lines[0]
+    assert "canceled" in lines[1]
+    assert OSKAR_PAYPAL in lines[1]
+    assert "by owner@example.com" in lines[1]

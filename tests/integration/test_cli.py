@@ -28,7 +28,8 @@ def run_cli(capsys, *argv):
 
 def test_worked_example_numbers(demo_db, capsys):
     code, out, err = run_cli(capsys, "scan", "--dsn", demo_db, "--format", "json")
-    assert code == 0 and err == ""
+    assert code == 0
+    assert err == ""
     report = json.loads(out)  # stdout is the report and nothing else
     summary = report["summary"]
     assert summary["by_check"]["billing_disconnect"] == 4
@@ -51,7 +52,8 @@ def test_worked_example_data_has_the_clean_ups_shape():
     data = build_worked_example()
     live = [s for s in data.subscriptions if s[5].strip().lower() not in ("canceled", "cancelled", "expired")]
     assert (len(data.subscriptions), len(live)) == (410, 225)
-    assert 1000 < len(data.contacts) and 3000 < len(data.transactions) < 20000
+    assert len(data.contacts) > 1000
+    assert 3000 < len(data.transactions) < 20000
     assert all(isinstance(t[5], Decimal) for t in data.transactions)
 
 
@@ -59,7 +61,8 @@ def test_table_opens_with_the_money_line(demo_db, capsys):
     code, out, _ = run_cli(capsys, "scan", "--dsn", demo_db)
     assert code == 0
     assert out.splitlines()[0] == "4 customers charged after canceling: 41 charges, 990.00 USD"
-    assert "CRITICAL (4)" in out and "billing-monitor approve" in out
+    assert "CRITICAL (4)" in out
+    assert "billing-monitor approve" in out
     assert "462.00 USD (2023-09-16 to 2025-05-16)" in out
     assert out.rstrip().splitlines()[-2].startswith("Findings: 4 billing_disconnect, 85 duplicate_subscription")
 
@@ -67,10 +70,11 @@ def test_table_opens_with_the_money_line(demo_db, capsys):
 def test_dsn_from_environment(demo_db, capsys, monkeypatch):
     monkeypatch.setenv("BILLING_MONITOR_DSN", demo_db)
     code, out, _ = run_cli(capsys, "scan", "--format", "json")
-    assert code == 0 and json.loads(out)["summary"]["by_severity"]["critical"] == 4
+    assert code == 0
+    assert json.loads(out)["summary"]["by_severity"]["critical"] == 4
 
 
-@pytest.mark.parametrize("fail_on, expected", [("critical", 3), ("warning", 3), ("info", 3)])
+@pytest.mark.parametrize(("fail_on", "expected"), [("critical", 3), ("warning", 3), ("info", 3)])
 def test_fail_on_met_exits_3(demo_db, capsys, fail_on, expected):
     assert run_cli(capsys, "scan", "--dsn", demo_db, "--fail-on", fail_on)[0] == expected
 
@@ -92,7 +96,8 @@ def test_empty_database_is_a_clean_report(prod, capsys):
 
 
 def assert_one_line_error(code, out, err, *needles):
-    assert code == 1 and out == ""
+    assert code == 1
+    assert out == ""
     assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err
     for needle in needles:
@@ -210,15 +215,18 @@ def _demo_servers() -> set[str]:
 
 def test_scan_save_then_history(demo_db, capsys):
     code, out, err = run_cli(capsys, "history", "--dsn", demo_db)
-    assert code == 0 and "No saved scan yet" in out
+    assert code == 0
+    assert "No saved scan yet" in out
     code, out, err = run_cli(capsys, "scan", "--dsn", demo_db, "--save", "--format", "json")
-    assert code == 0 and "181 new, 0 still open, 0 resolved" in err
+    assert code == 0
+    assert "181 new, 0 still open, 0 resolved" in err
     first = json.loads(out)["scan_id"]
     code, out, err = run_cli(capsys, "scan", "--dsn", demo_db, "--save", "--format", "json")
     assert "0 new, 181 still open, 0 resolved" in err
     code, out, _ = run_cli(capsys, "history", "--dsn", demo_db)
     lines = out.splitlines()
-    assert len(lines) == 2 and first in lines[1]
+    assert len(lines) == 2
+    assert first in lines[1]
     assert "4 critical, 85 warning, 92 info  4 customers charged after canceling: 41 charges, 990.00 USD" in lines[0]
 
 
@@ -233,7 +241,8 @@ def test_approve_dry_run_prints_the_message_a_cancel_function_accepts(demo_db, c
                        "paypal_subscription_id": "I-LKL1NVUCV89B", "approved_by": "owner@example.com",
                        "reason": "Canceled in Kajabi on 2023-08-16; still charged by PayPal"}
     ApprovalMessage.model_validate(message)
-    assert "I-LKL1NVUCV89B" in err and "charged 21x after canceling, 462.00 USD" in err
+    assert "I-LKL1NVUCV89B" in err
+    assert "charged 21x after canceling, 462.00 USD" in err
 
 
 def test_approve_sends_to_the_queue(demo_db, capsys, monkeypatch):
@@ -255,15 +264,17 @@ def test_approve_sends_to_the_queue(demo_db, capsys, monkeypatch):
             "9caf898b303ad6c9", "I-KKKE9UTBKXX6", "Left in July")
 
 
-@pytest.mark.parametrize("argv, needle", [
+@pytest.mark.parametrize(("argv", "needle"), [
     (["approve", "0123456789abcdef", "--by", "owner@example.com"], "not in the saved scans nor in a fresh scan"),
     (["approve", "6c3f746973e9a73c", "--by", "not-an-email"], "approved_by"),
     (["approve", "6c3f746973e9a73c", "--by", "owner@example.com"], "no approvals queue"),
 ])
 def test_approve_errors(demo_db, capsys, monkeypatch, argv, needle):
     monkeypatch.delenv("BILLING_MONITOR_APPROVALS_QUEUE_URL", raising=False)
-    code, out, err = run_cli(capsys, *argv, "--dsn", demo_db)
-    assert code == 1 and needle in err and "Traceback" not in err
+    code, _out, err = run_cli(capsys, *argv, "--dsn", demo_db)
+    assert code == 1
+    assert needle in err
+    assert "Traceback" not in err
 
 
 def test_approve_a_finding_without_a_cancel_action_needs_force(demo_db, capsys):
@@ -271,15 +282,19 @@ def test_approve_a_finding_without_a_cancel_action_needs_force(demo_db, capsys):
     duplicate = next(f for f in report["findings"] if f["check"] == "duplicate_subscription")
     code, _, err = run_cli(capsys, "approve", duplicate["finding_id"], "--by", "o@example.com", "--dsn", demo_db,
                            "--dry-run")
-    assert code == 1 and "suggests no PayPal cancellation" in err
+    assert code == 1
+    assert "suggests no PayPal cancellation" in err
     code, out, _ = run_cli(capsys, "approve", duplicate["finding_id"], "--by", "o@example.com", "--dsn", demo_db,
                            "--dry-run", "--force")
-    assert code == 0 and json.loads(out)["force"] is True
+    assert code == 0
+    assert json.loads(out)["force"] is True
 
 
 def test_saving_uses_its_own_role_while_the_scan_stays_read_only(demo_db, reader_dsn, capsys):
     code, _, err = run_cli(capsys, "scan", "--dsn", reader_dsn, "--save", "--format", "json")
-    assert code == 1 and "reader-pw" not in err
+    assert code == 1
+    assert "reader-pw" not in err
     assert "read-only transaction" in err or "permission denied" in err, err
     code, _, err = run_cli(capsys, "scan", "--dsn", reader_dsn, "--store-dsn", demo_db, "--save", "--format", "json")
-    assert code == 0 and "181 new" in err
+    assert code == 0
+    assert "181 new" in err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
@@ -17,7 +17,7 @@ from tests.support.reference_rules import Sub, Tx, reference_findings, report_as
 
 pytestmark = pytest.mark.integration
 
-BASE = datetime(2024, 1, 16, tzinfo=timezone.utc)
+BASE = datetime(2024, 1, 16, tzinfo=UTC)
 DAYS = st.sampled_from([0, 1, 30, 31, 60, 61, 90]).map(lambda d: BASE + timedelta(days=d))
 MAYBE_DAY = st.none() | DAYS
 AMOUNTS = st.sampled_from(["20.00", "21.00", "21.50", "22.00", "22.99", "23.00", "23.01"]).map(Decimal)

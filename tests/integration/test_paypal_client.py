@@ -62,7 +62,8 @@ def test_422_status_invalid_means_already_canceled(paypal):
     c.get_subscription = lambda sid: (paypal.subscriptions.__setitem__(sid, "EXPIRED"), {"status": "ACTIVE"})[1]
     result = c.cancel_subscription("I-RACE0001", "r")
     c.get_subscription = original
-    assert result.outcome == "already_canceled" and "SUBSCRIPTION_STATUS_INVALID" in result.detail
+    assert result.outcome == "already_canceled"
+    assert "SUBSCRIPTION_STATUS_INVALID" in result.detail
     assert len(paypal.cancel_calls()) == 1
 
 
@@ -82,7 +83,8 @@ def test_500_after_cancel_reads_back_and_never_cancels_twice(paypal):
     paypal.add("I-LOST0001")
     paypal.faults["cancel"] = ["500-after-cancel"]
     result = client(paypal).cancel_subscription("I-LOST0001", "r")
-    assert result.outcome == "canceled" and "now shows CANCELLED" in result.detail
+    assert result.outcome == "canceled"
+    assert "now shows CANCELLED" in result.detail
     assert len(paypal.cancel_calls()) == 1
 
 
@@ -90,15 +92,18 @@ def test_timeout_after_cancel_reads_back_and_does_not_cancel_again(paypal):
     paypal.add("I-SLOW0001")
     paypal.faults["cancel"] = ["timeout-after-cancel"]
     result = client(paypal).cancel_subscription("I-SLOW0001", "r")
-    assert result.outcome == "canceled" and len(paypal.cancel_calls()) == 1
+    assert result.outcome == "canceled"
+    assert len(paypal.cancel_calls()) == 1
 
 
 def test_timeout_before_cancel_reads_back_then_cancels(paypal):
     paypal.add("I-SLOW0002")
     paypal.faults["cancel"] = ["timeout"]
     result = client(paypal).cancel_subscription("I-SLOW0002", "r")
-    assert result.outcome == "canceled" and result.detail.endswith("(204)")
-    assert len(paypal.cancel_calls()) == 2 and paypal.subscriptions["I-SLOW0002"] == "CANCELLED"
+    assert result.outcome == "canceled"
+    assert result.detail.endswith("(204)")
+    assert len(paypal.cancel_calls()) == 2
+    assert paypal.subscriptions["I-SLOW0002"] == "CANCELLED"
 
 
 def test_paypal_down_is_transient(paypal):
@@ -122,4 +127,5 @@ def test_bad_id_and_bad_credentials_are_permanent(paypal):
     bad = PayPalClient(paypal.url, CLIENT_ID, "wrong", backoff_s=0.01)
     with pytest.raises(PayPalError, match="refused the client credentials") as raised:
         bad.get_subscription("I-ANY0001")
-    assert not raised.value.transient and "wrong" not in str(raised.value)
+    assert not raised.value.transient
+    assert "wrong" not in str(raised.value)

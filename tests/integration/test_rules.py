@@ -82,7 +82,7 @@ def test_end_time_is_the_first_non_null_of_canceled_ended_updated(prod):
                    str(c3): "2024-03-10T00:00:00+00:00"}
 
 
-@pytest.mark.parametrize("kajabi_amount, tolerance, matches", [
+@pytest.mark.parametrize(("kajabi_amount", "tolerance", "matches"), [
     ("23.00", "1.00", True),   # inclusive
     ("23.01", "1.00", False),
     ("21.00", "1.00", True),
@@ -98,7 +98,7 @@ def test_tolerance_is_inclusive_and_configurable(prod, kajabi_amount, tolerance,
     assert (by_check["duplicate_subscription"], by_check["paypal_only"]) == ((1, 0) if matches else (0, 1))
 
 
-@pytest.mark.parametrize("field, kajabi_value, paypal_value, matches", [
+@pytest.mark.parametrize(("field", "kajabi_value", "paypal_value", "matches"), [
     ("cycle", "Month", " month ", True),
     ("cycle", "year", "month", False),
     ("currency", "usd", "USD ", True),
@@ -130,7 +130,8 @@ def test_a_dangling_contact_id_still_matches_and_is_orphaned(prod):
     prod.charge(ghost, date="2024-02-16")
     report = prod.scan()
     disconnect = only(report, "billing_disconnect")
-    assert disconnect["subscription_id"] == str(p) and disconnect["contact"] is None
+    assert disconnect["subscription_id"] == str(p)
+    assert disconnect["contact"] is None
     assert disconnect["charges"]["count"] == 1
     assert report["summary"]["by_check"]["orphaned_subscription"] == 2
     assert report["summary"]["by_check"]["orphaned_transaction"] == 1
@@ -158,10 +159,12 @@ def test_disconnect_counts_only_completed_paypal_charges_strictly_after_cancella
     f = only(report, "billing_disconnect")
     assert f["severity"] == "critical"
     assert f["finding_id"] == finding_id_for("billing_disconnect", str(p))
-    assert f["kajabi_subscription_id"] == "7001" and f["subscription_id"] == str(p)
+    assert f["kajabi_subscription_id"] == "7001"
+    assert f["subscription_id"] == str(p)
     assert f["contact"] == {"id": str(c), "email": "ada@example.com", "name": "Ada Lovelace"}
     assert f["kajabi_canceled_at"] == "2024-03-16T00:00:00+00:00"
-    assert f["charges"]["count"] == 4 and f["charges"]["total"] == "88.00"
+    assert f["charges"]["count"] == 4
+    assert f["charges"]["total"] == "88.00"
     assert f["charges"]["first"] == "2024-04-16T00:00:00+00:00"
     assert f["charges"]["last"] == "2024-07-23T00:00:00+00:00"
     assert set(f["charges"]["transactions"]) >= {str(t) for t in after}
@@ -238,7 +241,8 @@ def test_a_charge_linked_to_another_contacts_subscription_follows_the_link(prod)
     assert only(report, "billing_disconnect")["charges"]["transactions"] == [str(for_p)]
     pcc = only(report, "post_cancellation_charge")
     assert pcc["charges"]["transactions"] == [str(after_k)]
-    assert pcc["contact"]["id"] == str(payer) and pcc["subscription_id"] == str(k)
+    assert pcc["contact"]["id"] == str(payer)
+    assert pcc["subscription_id"] == str(k)
 
 
 def test_times_are_read_and_compared_alike_whatever_the_servers_date_style(prod):
@@ -263,7 +267,8 @@ def test_duplicate_reports_closest_live_match_then_lowest_id(prod):
     p = prod.paypal(c, amount="22.00")
     f = only(prod.scan(), "duplicate_subscription")
     assert (f["kajabi_subscription_id"], f["subscription_id"], f["severity"]) == ("near", str(p), "warning")
-    assert f["action"] is None and f["charges"] is None
+    assert f["action"] is None
+    assert f["charges"] is None
 
 
 def test_one_duplicate_finding_per_paypal_subscription(prod):
@@ -303,8 +308,10 @@ def test_unlinked_charge_after_all_candidates_ended_is_reported_once_per_latest_
     prod.charge(c, "22.00", date="2024-04-17", status="refunded")
     report = prod.scan()
     f = only(report, "post_cancellation_charge")
-    assert f["severity"] == "critical" and f["subscription_id"] == str(latest)
-    assert f["kajabi_subscription_id"] == "K-LATEST" and f["action"] is None
+    assert f["severity"] == "critical"
+    assert f["subscription_id"] == str(latest)
+    assert f["kajabi_subscription_id"] == "K-LATEST"
+    assert f["action"] is None
     assert f["finding_id"] == finding_id_for("post_cancellation_charge", f"{c}:{latest}")
     assert f["charges"]["transactions"] == [str(t) for t in late]
     assert f["charges"]["total"] == "44.40"

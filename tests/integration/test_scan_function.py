@@ -77,9 +77,13 @@ def emitted_metrics(out: str) -> dict:
 def test_first_scan_reports_everything_as_new(deployed, slack, demo_db, capsys):
     result = deployed.invoke()
     metrics = emitted_metrics(capsys.readouterr().out)
-    assert metrics["Findings_critical"] == 4 and metrics["Findings_warning"] == 85
-    assert metrics["ChargedAfterCancellation_USD"] == 990.0 and metrics["ScanDuration"] > 0
-    assert result["new"] == 181 and result["still_open"] == 0 and result["slack"] == "posted"
+    assert metrics["Findings_critical"] == 4
+    assert metrics["Findings_warning"] == 85
+    assert metrics["ChargedAfterCancellation_USD"] == 990.0
+    assert metrics["ScanDuration"] > 0
+    assert result["new"] == 181
+    assert result["still_open"] == 0
+    assert result["slack"] == "posted"
     [(message, attributes)] = deployed.published()
     assert message["summary"]["charged_after_cancellation"] == {"USD": {"count": 41, "total": "990.00"}}
     assert len(message["changes"]["new"]) == 181
@@ -89,7 +93,8 @@ def test_first_scan_reports_everything_as_new(deployed, slack, demo_db, capsys):
     assert posted["text"] == "4 customers charged after canceling: 41 charges, 990.00 USD"
     text = json.dumps(posted["blocks"])
     assert text.count("billing-monitor approve ") == 4
-    assert "462.00 USD" in text and "All clear" not in text
+    assert "462.00 USD" in text
+    assert "All clear" not in text
     assert scans_saved(demo_db) == 1
 
 
@@ -101,7 +106,8 @@ def test_second_scan_of_unchanged_data_alerts_nothing_new(deployed, slack):
     assert result["slack"] == "nothing new"
     assert len(slack.messages) == 1               # only the first scan's
     [(message, _)] = deployed.published()         # SNS still gets every scan
-    assert message["changes"]["new"] == [] and len(message["changes"]["still_open"]) == 181
+    assert message["changes"]["new"] == []
+    assert len(message["changes"]["still_open"]) == 181
 
 
 def test_fixed_disconnect_is_resolved_and_a_new_one_is_new(deployed, slack, demo_db):
@@ -122,18 +128,21 @@ def test_fixed_disconnect_is_resolved_and_a_new_one_is_new(deployed, slack, demo
                      " values (%s, 'paypal', 22.00, 'completed', '2025-05-01')", (contact,))
     second = deployed.invoke()
     assert first["new"] == 181
-    assert second["resolved"] == 1 and second["new"] == 1
+    assert second["resolved"] == 1
+    assert second["new"] == 1
     [(message, _)] = deployed.published()
     assert fixed["finding_id"] in message["changes"]["resolved"]
     latest = json.dumps(slack.messages[-1]["blocks"])
     assert "Resolved since the last scan: 1" in latest
-    assert "I-NEWLEAVER001" in latest and fixed["paypal_subscription_id"] not in latest
+    assert "I-NEWLEAVER001" in latest
+    assert fixed["paypal_subscription_id"] not in latest
 
 
 def test_slack_rate_limit_is_retried(deployed, slack):
     slack.script = [(429, {"Retry-After": "0"}), (200, {})]
     assert deployed.invoke()["slack"] == "posted"
-    assert len(slack.requests) == 2 and slack.requests[0]["json"] == slack.requests[1]["json"]
+    assert len(slack.requests) == 2
+    assert slack.requests[0]["json"] == slack.requests[1]["json"]
 
 
 def test_slack_outage_never_loses_the_scan(deployed, slack, demo_db, capsys, caplog):
@@ -143,7 +152,8 @@ def test_slack_outage_never_loses_the_scan(deployed, slack, demo_db, capsys, cap
     assert "Slack notification failed" in caplog.text
     assert result["slack"].startswith("failed: Slack answered 503")
     assert len(slack.requests) == 5                    # first try and four retries
-    assert len(deployed.published()) == 1 and scans_saved(demo_db) == 1
+    assert len(deployed.published()) == 1
+    assert scans_saved(demo_db) == 1
     # the next scan still has it to say: nothing was marked as reported
     slack.always = None
     assert deployed.invoke()["slack"] == "posted"
@@ -155,17 +165,19 @@ def test_database_unreachable_fails_loudly_and_saves_nothing(aws_env, slack, mon
         for key, value in deployment.env.items():
             monkeypatch.setenv(key, value)
         handler = load_handler_module("scan")
-        with pytest.raises(MonitorError, match="cannot connect to host 127.0.0.1:1") as raised:
+        with pytest.raises(MonitorError, match=r"cannot connect to host 127\.0\.0\.1:1") as raised:
             handler.lambda_handler(load_event("scheduled_monthly.json"), LambdaContext())
         assert "Sup3rSecret" not in str(raised.value)
-        assert deployment.published() == [] and slack.requests == []
+        assert deployment.published() == []
+        assert slack.requests == []
     assert scans_saved(demo_db) == 0
 
 
 def test_logs_are_json_and_never_hold_a_customer_email(deployed, capsys):
     deployed.invoke()
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    assert lines and all(line["service"] == "billing-monitor" for line in lines)
+    assert lines
+    assert all(line["service"] == "billing-monitor" for line in lines)
     assert not re.search(r"[a-z0-9.]+[a-z0-9]@example\.com", json.dumps(lines))
 
 
@@ -231,8 +243,10 @@ def test_a_scan_that_fails_while_saving_leaves_the_previous_state(deployed, demo
     with psycopg.connect(demo_db) as conn:
         after = conn.execute("select finding_id, last_seen_scan, resolved_scan from billing_monitor.findings"
                              " order by 1").fetchall()
-    assert scans_saved(demo_db) == 1 and after == before
-    assert deployed.published() == [] and len(slack.messages) == 1
+    assert scans_saved(demo_db) == 1
+    assert after == before
+    assert deployed.published() == []
+    assert len(slack.messages) == 1
 
 
 def test_a_month_later_unchanged_findings_get_one_reminder(deployed, slack, demo_db):
@@ -242,5 +256,6 @@ def test_a_month_later_unchanged_findings_get_one_reminder(deployed, slack, demo
     result = deployed.invoke()
     assert (result["new"], result["slack"]) == (0, "posted")
     reminder = json.dumps(slack.messages[-1]["blocks"])
-    assert "Still open (monthly reminder)" in reminder and reminder.count("billing-monitor approve ") == 4
+    assert "Still open (monthly reminder)" in reminder
+    assert reminder.count("billing-monitor approve ") == 4
     assert deployed.invoke()["slack"] == "nothing new"      # and only once

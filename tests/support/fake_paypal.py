@@ -10,6 +10,7 @@ Faults can be queued per operation: 429, 500, "timeout" (nothing done, no answer
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 import uuid
@@ -86,10 +87,9 @@ class FakePayPal(LoopbackServer):
         self.token_calls = 0
         self.token_ttl_s = token_ttl_s
         self.slow_s = 0.8
-        try:  # build the validators now, not inside the first request (a client's read timeout is short)
+        # build the validators now, not inside the first request (a client's read timeout is short)
+        with contextlib.suppress(Exception):
             validate("request", SpecRequest("get", "/v1/billing/subscriptions/I-WARMUP", "", {}, None))
-        except Exception:  # noqa: BLE001 - only warming up
-            pass
 
     # ------------------------------------------------------------------ test API
 
@@ -167,6 +167,7 @@ class FakePayPal(LoopbackServer):
         self.send(http, 200, {"scope": "https://uri.paypal.com/services/subscriptions", "access_token": token,
                               "token_type": "Bearer", "app_id": "APP-TEST", "expires_in": self.token_ttl_s,
                               "nonce": "n"}, spec=False)
+        return None
 
     def send(self, http, status: int, payload, headers: dict | None = None, *, spec: bool = True,
              spec_request: SpecRequest | None = None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import psycopg
@@ -19,7 +19,7 @@ _counter = itertools.count(1)
 def ts(text: str) -> datetime:
     """'2024-03-16' or '2024-03-16T12:00' as a UTC datetime."""
     value = datetime.fromisoformat(text)
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class ProductionDB:

@@ -43,15 +43,17 @@ def test_ssm_parameter_decrypted(aws):
 
 
 def test_missing_required_setting_names_all_three_ways():
-    with pytest.raises(MonitorError, match="BILLING_MONITOR_DSN is not configured .*_SECRET or .*_PARAMETER"):
+    with pytest.raises(MonitorError, match=r"BILLING_MONITOR_DSN is not configured .*_SECRET or .*_PARAMETER"):
         ScanSettings.from_env(env={})
 
 
 def test_settings_never_show_secrets_in_their_repr():
     settings = ScanSettings.from_env(env={"BILLING_MONITOR_DSN": "postgresql://u:hunter2@h/d",
                                           "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/SECRET"})
-    assert "hunter2" not in repr(settings) and "SECRET" not in repr(settings)
-    assert settings.store_dsn == settings.dsn and str(settings.tolerance) == "1.00"
+    assert "hunter2" not in repr(settings)
+    assert "SECRET" not in repr(settings)
+    assert settings.store_dsn == settings.dsn
+    assert str(settings.tolerance) == "1.00"
 
 
 def test_bad_numbers_are_named():

@@ -54,14 +54,15 @@ def test_every_handler_path_exists(template):
     assert (ROOT / layer / "requirements.txt").exists()
 
 
-@pytest.mark.parametrize("function, settings", [("ScanFunction", ScanSettings), ("CancelFunction", CancelSettings)])
+@pytest.mark.parametrize(("function", "settings"), [("ScanFunction", ScanSettings), ("CancelFunction", CancelSettings)])
 def test_each_function_gets_every_setting_it_reads(template, function, settings):
     env = environment(template, functions(template)[function])
     for name in settings.SECRETS:
         assert {name, f"{name}_SECRET", f"{name}_PARAMETER"} & env, f"{function}: {name} not configured"
     for name in settings.PLAIN:
         assert name in env, f"{function}: {name} not set in the template"
-    assert "POWERTOOLS_METRICS_NAMESPACE" in env and "POWERTOOLS_SERVICE_NAME" in env
+    assert "POWERTOOLS_METRICS_NAMESPACE" in env
+    assert "POWERTOOLS_SERVICE_NAME" in env
 
 
 def test_schedules_monthly_by_default_and_daily_off(template):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Callable
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -47,7 +47,7 @@ class CancelSettings:
     http_backoff_s: float = 0.5
 
     @classmethod
-    def from_env(cls, env=os.environ) -> "CancelSettings":
+    def from_env(cls, env=os.environ) -> CancelSettings:
         dsn = resolve("BILLING_MONITOR_DSN", env=env)
         environment = env.get("PAYPAL_ENVIRONMENT", "sandbox")
         base_url = env.get("PAYPAL_BASE_URL") or {"live": LIVE_URL, "sandbox": SANDBOX_URL}.get(environment)

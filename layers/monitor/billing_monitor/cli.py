@@ -7,11 +7,11 @@ Exit codes: 0 the command ran, 1 any error (one line on stderr, no traceback, no
 from __future__ import annotations
 
 import argparse
-from contextlib import contextmanager
 import gc
 import json
 import os
 import sys
+from contextlib import contextmanager
 
 from billing_monitor import db
 from billing_monitor.db import redact
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     except MonitorError as exc:
         print(f"billing-monitor: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except Exception as exc:  # noqa: BLE001 - the user gets one line; BILLING_MONITOR_DEBUG=1 shows the rest
+    except Exception as exc:
         if os.environ.get("BILLING_MONITOR_DEBUG"):
             raise
         print(f"billing-monitor: error: unexpected {type(exc).__name__}: {redact(str(exc).splitlines()[0] if str(exc) else '', None)}",

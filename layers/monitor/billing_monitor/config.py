@@ -65,7 +65,7 @@ class ScanSettings:
     http_backoff_s: float = 0.5
 
     @classmethod
-    def from_env(cls, env=os.environ) -> "ScanSettings":
+    def from_env(cls, env=os.environ) -> ScanSettings:
         dsn = resolve("BILLING_MONITOR_DSN", env=env)
         return cls(
             dsn=dsn,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import psycopg
-from psycopg import conninfo, errors as pgerrors
+from psycopg import conninfo
+from psycopg import errors as pgerrors
 
 from billing_monitor.errors import MonitorError
 

@@ -14,19 +14,19 @@ import shutil
 import tempfile
 import uuid
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Iterator
 
 import psycopg
 
 from billing_monitor.errors import MonitorError
 
-AS_OF = datetime(2025, 6, 1, tzinfo=timezone.utc)
+AS_OF = datetime(2025, 6, 1, tzinfo=UTC)
 FIRST = ["Ada", "Bruno", "Chiara", "Dmitri", "Elena", "Farid", "Greta", "Hiro", "Ines", "Jonas", "Kemal",
          "Lena", "Mateo", "Nadia", "Oskar", "Priya", "Quentin", "Rosa", "Sven", "Talia", "Umar", "Vera",
          "Wim", "Xenia", "Yusuf", "Zoe"]
@@ -38,10 +38,10 @@ LIVE_SPELLINGS = ["active", "Active", " active", "ACTIVE", "past_due", "trialing
 ENDED_SPELLINGS = ["canceled", "Canceled", "cancelled", "CANCELLED ", "expired", " Expired"]
 # (amount, Kajabi cancellation, charges after it): the four disconnects of the worked example
 DISCONNECTS = [
-    (Decimal("22.00"), datetime(2023, 8, 16, tzinfo=timezone.utc), 21),
-    (Decimal("22.00"), datetime(2024, 7, 16, tzinfo=timezone.utc), 10),
-    (Decimal("33.00"), datetime(2024, 9, 16, tzinfo=timezone.utc), 8),
-    (Decimal("22.00"), datetime(2025, 3, 16, tzinfo=timezone.utc), 2),
+    (Decimal("22.00"), datetime(2023, 8, 16, tzinfo=UTC), 21),
+    (Decimal("22.00"), datetime(2024, 7, 16, tzinfo=UTC), 10),
+    (Decimal("33.00"), datetime(2024, 9, 16, tzinfo=UTC), 8),
+    (Decimal("22.00"), datetime(2025, 3, 16, tzinfo=UTC), 2),
 ]
 
 
@@ -72,7 +72,7 @@ class DemoData:
         first, last = FIRST[n % len(FIRST)], LAST[(n // len(FIRST)) % len(LAST)]
         cid = self.uuid()
         email = f"{first.lower()}.{last.lower()}{n}@example.com"
-        created = datetime(2020, 1, 1, tzinfo=timezone.utc) + timedelta(days=n % 1500)
+        created = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(days=n % 1500)
         self.contacts.append((cid, email, first, last, str(100000 + n), created, created))
         return cid
 
@@ -99,11 +99,11 @@ def build_worked_example(seed: int = 2023) -> DemoData:
     d = DemoData(random.Random(seed))
     for name, _price in PRODUCTS:
         d.products.append((d.uuid(), name, str(d.rng.randint(1000, 9999)), AS_OF))
-    products = [(p[0], p[1], price) for p, (_n, price) in zip(d.products, PRODUCTS)]
+    products = [(p[0], p[1], price) for p, (_n, price) in zip(d.products, PRODUCTS, strict=False)]
 
     def start_date(first_year=2021, last_year=2024):
         return datetime(d.rng.randint(first_year, last_year), d.rng.randint(1, 12), d.rng.randint(1, 28),
-                        tzinfo=timezone.utc)
+                        tzinfo=UTC)
 
     # 85 duplicates: one member, recorded by Kajabi and again by the PayPal import; PayPal bills.
     for _ in range(85):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 from billing_monitor.http import retrying_session
 from billing_monitor.notify import SlackError, post_to_slack, slack_message, sns_message
@@ -45,7 +45,7 @@ def run_monitoring(settings, *, publish: Callable[[str, dict], None] | None,
                    record_metric: Callable[[str, str, float], None] = lambda *a: None,
                    slack_session=None) -> MonitoringOutcome:
     """Scan, save, publish to SNS, post to Slack. A Slack failure is logged and counted, never fatal."""
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     report, diff = scan_and_save(settings)
     published = False
     if publish is not None:
@@ -71,5 +71,5 @@ def run_monitoring(settings, *, publish: Callable[[str, dict], None] | None,
         record_metric(f"Findings_{severity}", "Count", count)
     for currency, money in report["summary"]["charged_after_cancellation"].items():
         record_metric(f"ChargedAfterCancellation_{currency}", "None", float(money["total"]))
-    record_metric("ScanDuration", "Seconds", (datetime.now(timezone.utc) - started).total_seconds())
+    record_metric("ScanDuration", "Seconds", (datetime.now(UTC) - started).total_seconds())
     return MonitoringOutcome(report, diff, published, slack)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from billing_monitor.money import money_str, to_money
 from billing_monitor.rules.finding import (
-    CANCEL_PAYPAL_SUBSCRIPTION, CHECKS, SEVERITIES, Finding,
+    CANCEL_PAYPAL_SUBSCRIPTION,
+    CHECKS,
+    SEVERITIES,
+    Finding,
 )
 
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
@@ -20,8 +23,8 @@ def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat()
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat()
 
 
 def _text(value) -> str | None:
@@ -87,8 +90,8 @@ def _tolerance_text(tolerance: Decimal) -> str:
 def build_report(scan) -> dict:
     """`scan` is a ScanResult; the dict is the report JSON (money as strings, times with offset)."""
     findings = sorted(scan.findings, key=_sort_key)
-    by_check = {c: 0 for c in CHECKS}
-    by_severity = {s: 0 for s in SEVERITIES}
+    by_check = dict.fromkeys(CHECKS, 0)
+    by_severity = dict.fromkeys(SEVERITIES, 0)
     for f in findings:
         by_check[f.check] += 1
         by_severity[f.severity] += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from billing_monitor import db
@@ -25,11 +25,11 @@ class ScanResult:
 def run_scan(dsn: str, tolerance: Decimal = DEFAULT_TOLERANCE, *, statement_timeout_s: float = 600,
              work_mem: str = "64MB") -> ScanResult:
     """Scan the production tables behind `dsn`. Raises MonitorError with a readable message."""
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     with db.connect(dsn, read_only=True, statement_timeout_s=statement_timeout_s, work_mem=work_mem) as conn:
         db.check_production_tables(conn)
         findings = run_checks(conn, tolerance)
     return ScanResult(
-        scan_id=str(uuid.uuid4()), started_at=started, finished_at=datetime.now(timezone.utc),
+        scan_id=str(uuid.uuid4()), started_at=started, finished_at=datetime.now(UTC),
         tolerance=tolerance, findings=findings,
     )

@@ -3,4 +3,4 @@
 from billing_monitor.rules.checks import run_checks
 from billing_monitor.rules.finding import CHECKS, SEVERITIES, Charge, Contact, Finding
 
-__all__ = ["run_checks", "CHECKS", "SEVERITIES", "Charge", "Contact", "Finding"]
+__all__ = ["CHECKS", "SEVERITIES", "Charge", "Contact", "Finding", "run_checks"]

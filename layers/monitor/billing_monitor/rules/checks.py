@@ -24,8 +24,17 @@ from psycopg.rows import namedtuple_row
 from psycopg.types.string import TextLoader
 
 from billing_monitor.rules.finding import (
-    BILLING_DISCONNECT, CRITICAL, INFO, MISFILED_PAYPAL_ID, ORPHANED_SUBSCRIPTION,
-    ORPHANED_TRANSACTION, POST_CANCELLATION_CHARGE, WARNING, Charge, Contact, Finding,
+    BILLING_DISCONNECT,
+    CRITICAL,
+    INFO,
+    MISFILED_PAYPAL_ID,
+    ORPHANED_SUBSCRIPTION,
+    ORPHANED_TRANSACTION,
+    POST_CANCELLATION_CHARGE,
+    WARNING,
+    Charge,
+    Contact,
+    Finding,
 )
 
 _SEVERITY_OF = {"duplicate_subscription": WARNING, "paypal_only": INFO}
@@ -45,7 +54,7 @@ def load_query(name: str) -> str:
     body = "\n".join(line for line in text.splitlines() if not line.startswith("--")).lstrip()
     if body.lower().startswith("select"):
         return "with " + ",\n".join(ctes) + "\n" + text
-    return "with " + ",\n".join(ctes + [text])
+    return "with " + ",\n".join([*ctes, text])
 
 
 def _cursor(conn: psycopg.Connection) -> psycopg.Cursor:
@@ -69,11 +78,11 @@ def find_subscription_findings(conn, tol: Decimal) -> list[Finding]:
     """
     findings = []
     for r in _stream(conn, "subscription_findings", {"tol": tol}):
-        row = dict(
-            key=r.subscription_id, subscription_id=r.subscription_id, paypal_subscription_id=r.paypal_id,
-            contact_id=r.contact_id, amount=r.amount, currency=r.cur, billing_cycle=r.cycle,
-            contact=None if r.orphaned else Contact.from_row(r.contact_id, r.email, r.first_name, r.last_name),
-        )
+        row = {
+            "key": r.subscription_id, "subscription_id": r.subscription_id, "paypal_subscription_id": r.paypal_id,
+            "contact_id": r.contact_id, "amount": r.amount, "currency": r.cur, "billing_cycle": r.cycle,
+            "contact": None if r.orphaned else Contact.from_row(r.contact_id, r.email, r.first_name, r.last_name),
+        }
         own_kajabi_id = None if r.paypal_id else r.kajabi_id_text
         if r.check_name:
             disconnect = r.check_name == BILLING_DISCONNECT

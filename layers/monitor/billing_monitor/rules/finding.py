@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import datetime
 from decimal import Decimal
+from functools import cached_property
 
 CRITICAL, WARNING, INFO = "critical", "warning", "info"
 SEVERITIES = (CRITICAL, WARNING, INFO)
@@ -38,7 +38,7 @@ class Contact:
     name: str | None
 
     @classmethod
-    def from_row(cls, contact_id: str, email: str, first_name: str | None, last_name: str | None) -> "Contact":
+    def from_row(cls, contact_id: str, email: str, first_name: str | None, last_name: str | None) -> Contact:
         name = " ".join(part.strip() for part in (first_name, last_name) if part and part.strip())
         return cls(contact_id, email, name or None)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
-from typing import Iterator
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -186,4 +186,4 @@ def list_actions(conn: psycopg.Connection, limit: int = 50) -> list[dict]:
         f"select handled_at, outcome, finding_id, paypal_subscription_id, approved_by, detail"
         f" from {SCHEMA}.actions order by handled_at desc, action_id desc limit %s", (limit,)).fetchall()
     keys = ("handled_at", "outcome", "finding_id", "paypal_subscription_id", "approved_by", "detail")
-    return [dict(zip(keys, r)) for r in rows]
+    return [dict(zip(keys, r, strict=False)) for r in rows]
