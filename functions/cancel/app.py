@@ -1,10 +1,13 @@
 """Approvals queue -> PayPal cancellation: thin. Powertools BatchProcessor, Parser and Idempotency.
 
 Idempotency is keyed on the approval's business key (finding_id, paypal_subscription_id, force), not
-the SQS message id, so the same approval sent twice, or redelivered, cancels once.
+the SQS message id, so the same approval sent twice, or redelivered, cancels once. Everything a record
+needs is built per invocation and passed down (no module state but Powertools' own objects).
 """
 
-import os
+from __future__ import annotations
+
+from functools import cache, partial
 
 from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -18,49 +21,60 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_monitor.approvals import ApprovalMessage, ApprovalRefused, parse_approval
-from billing_monitor.cancellation import CancellationService, CancelSettings
+from billing_monitor.cancellation import CancellationService, paypal_client_for
 from billing_monitor.http import retrying_session
 from billing_monitor.logmask import powertools_logger
 from billing_monitor.notify import post_to_slack
+from billing_monitor.settings import CancelSettings
 
 logger = powertools_logger()
 metrics = Metrics()
 tracer = Tracer()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-persistence = DynamoDBPersistenceLayer(table_name=os.environ["IDEMPOTENCY_TABLE"])
 # The business key; `force` is part of it so that an owner can override a refusal with "force": true.
 idempotency = IdempotencyConfig(event_key_jmespath="[finding_id, paypal_subscription_id, force]",
                                 expires_after_seconds=30 * 24 * 3600, raise_on_no_idempotency_key=True)
-service: CancellationService | None = None
-settings: CancelSettings | None = None
 
 
-@idempotent_function(data_keyword_argument="approval", config=idempotency, persistence_store=persistence)
-def cancel_once(approval: dict) -> dict:
+@cache
+def persistence_for(table_name: str) -> DynamoDBPersistenceLayer:
+    """One DynamoDB client per table for the life of the container."""
+    return DynamoDBPersistenceLayer(table_name=table_name)
+
+
+def cancel_approved(approval: dict, service: CancellationService) -> dict:
     result = service.handle(ApprovalMessage.model_validate(approval))
     metrics.add_metric(name=f"Approvals_{result['outcome']}", unit=MetricUnit.Count, value=1)
     return result
 
 
-def record_handler(record: SQSRecord) -> dict:
+def handle_record(record: SQSRecord, *, service: CancellationService, approvers: frozenset[str],
+                  cancel_once) -> dict:
     metrics.add_metric(name="ApprovalsReceived", unit=MetricUnit.Count, value=1)
     try:
-        approval = parse_approval(record.body, settings.approvers)
+        approval = parse_approval(record.body, approvers)
     except ApprovalRefused as refused:              # never succeeds: recorded, reported, not retried
         metrics.add_metric(name="Approvals_refused", unit=MetricUnit.Count, value=1)
         return service.refuse_malformed(record.body, record.message_id, str(refused))
-    return cancel_once(approval=approval.model_dump())
+    return cancel_once(approval=approval.model_dump(), service=service)
+
+
+def build_service(settings: CancelSettings) -> CancellationService:
+    webhook = settings.slack_webhook
+    slack = retrying_session(methods=("POST",), backoff_factor=settings.http_backoff_s)
+    return CancellationService(
+        settings, paypal_client_for(settings),
+        notify=(lambda text: post_to_slack(webhook, {"text": text}, slack)) if webhook else None)
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    global service, settings
     idempotency.register_lambda_context(context)
     settings = CancelSettings.from_env()
-    webhook, slack = settings.slack_webhook_url, retrying_session(methods=("POST",), backoff_factor=settings.http_backoff_s)
-    service = CancellationService(
-        settings, settings.paypal_client(),
-        notify=(lambda text: post_to_slack(webhook, {"text": text}, slack)) if webhook else None)
+    cancel_once = idempotent_function(data_keyword_argument="approval", config=idempotency,
+                                      persistence_store=persistence_for(settings.idempotency_table))(cancel_approved)
+    record_handler = partial(handle_record, service=build_service(settings), approvers=settings.approvers,
+                             cancel_once=cancel_once)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

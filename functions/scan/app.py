@@ -1,15 +1,15 @@
 """Scheduled scan: thin. Settings in, run_monitoring (scan, save, SNS, Slack), summary out."""
 
-import os
+from __future__ import annotations
 
 import boto3
 from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing_monitor.config import ScanSettings
 from billing_monitor.logmask import powertools_logger
 from billing_monitor.monitor import run_monitoring
+from billing_monitor.settings import ScanSettings
 
 logger = powertools_logger()
 metrics = Metrics()
@@ -17,13 +17,14 @@ tracer = Tracer()
 sns = boto3.client("sns")
 
 
-def publish(body: str, attributes: dict) -> None:
-    sns.publish(TopicArn=os.environ["FINDINGS_TOPIC_ARN"], Message=body, MessageAttributes=attributes,
-                Subject="billing-monitor scan")
+def sns_publisher(topic_arn: str):
+    def publish(body: str, attributes: dict) -> None:
+        sns.publish(TopicArn=topic_arn, Message=body, MessageAttributes=attributes, Subject="billing-monitor scan")
+    return publish
 
 
-def record_metric(name: str, unit: str, value: float) -> None:
-    metrics.add_metric(name=name, unit=getattr(MetricUnit, unit, MetricUnit.Count), value=value)
+def record_metric(name: str, unit: MetricUnit, value: float) -> None:
+    metrics.add_metric(name=name, unit=unit, value=value)
 
 
 @logger.inject_lambda_context(log_event=True)
@@ -32,7 +33,7 @@ def record_metric(name: str, unit: str, value: float) -> None:
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     try:
         settings = ScanSettings.from_env()
-        outcome = run_monitoring(settings, publish=publish if settings.topic_arn else None,
+        outcome = run_monitoring(settings, publish=sns_publisher(settings.topic_arn) if settings.topic_arn else None,
                                  record_metric=record_metric)
     except Exception:
         metrics.add_metric(name="ScanFailures", unit=MetricUnit.Count, value=1)

@@ -221,7 +221,7 @@ def test_migrations_twice_and_concurrently(fresh_database):
 
 
 def test_a_scan_that_fails_while_saving_leaves_the_previous_state(deployed, demo_db, slack, monkeypatch):
-    from billing_monitor.store import history
+    from billing_monitor.store import scans as history
 
     deployed.invoke()
     deployed.published()

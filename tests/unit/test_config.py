@@ -8,8 +8,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from billing_monitor.config import ScanSettings, resolve
 from billing_monitor.errors import MonitorError
+from billing_monitor.settings import CancelSettings, ScanSettings, resolve
 
 
 @pytest.fixture
@@ -61,3 +61,31 @@ def test_bad_numbers_are_named():
         ScanSettings.from_env(env={"BILLING_MONITOR_DSN": "x", "BILLING_MONITOR_STATEMENT_TIMEOUT": "soon"})
     with pytest.raises(MonitorError, match="tolerance must be a non-negative number"):
         ScanSettings.from_env(env={"BILLING_MONITOR_DSN": "x", "BILLING_MONITOR_TOLERANCE": "-1"})
+
+
+CANCEL_ENV = {"BILLING_MONITOR_DSN": "postgresql://u:hunter2@h/d", "BILLING_MONITOR_APPROVERS": " Owner@Example.com ,x@y.z",
+              "PAYPAL_CLIENT_ID": "id-1", "PAYPAL_CLIENT_SECRET": "pp-secret", "IDEMPOTENCY_TABLE": "idem"}
+
+
+def test_cancel_settings_read_approvers_and_paypal():
+    settings = CancelSettings.from_env(env=CANCEL_ENV)
+    assert settings.approvers == frozenset({"owner@example.com", "x@y.z"})
+    assert settings.paypal_base_url == "https://api-m.sandbox.paypal.com"
+    assert CancelSettings.from_env(env={**CANCEL_ENV, "PAYPAL_ENVIRONMENT": "live"}).paypal_base_url == (
+        "https://api-m.paypal.com")
+    assert CancelSettings.from_env(env={**CANCEL_ENV, "PAYPAL_BASE_URL": "http://127.0.0.1:9"}).paypal_base_url == (
+        "http://127.0.0.1:9")
+    shown = repr(settings)
+    assert "hunter2" not in shown
+    assert "pp-secret" not in shown
+
+
+def test_cancel_settings_name_every_problem_at_once():
+    with pytest.raises(MonitorError) as raised:
+        CancelSettings.from_env(env={**CANCEL_ENV, "BILLING_MONITOR_APPROVERS": " , ", "PAYPAL_ENVIRONMENT": "prod",
+                                     "PAYPAL_CLIENT_SECRET": ""})
+    message = str(raised.value)
+    assert "BILLING_MONITOR_APPROVERS is empty: nobody could approve a cancellation" in message
+    assert "PAYPAL_ENVIRONMENT" in message
+    assert "'prod'" in message
+    assert "PAYPAL_CLIENT_SECRET is not configured" in message

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from billing_monitor.notify import slack_message, sns_message
-from billing_monitor.store.history import OpenFinding, ScanDiff
+from billing_monitor.store.scans import OpenFinding, ScanDiff
 
 
 def finding(i: int, severity: str, check: str = "paypal_only", charges: int = 0) -> dict:
@@ -77,7 +77,7 @@ def test_slack_shows_new_critical_findings_with_the_approve_command():
     message = slack_message(report([new]), diff(new=[new]))
     text = json.dumps(message)
     assert message["text"] == "1 customer charged after canceling: 21 charges, 462.00 USD"
-    assert "Member 7 (member7@example.com)" in text
+    assert "Member 7 &lt;member7@example.com&gt;" in text  # escaped: Slack reads <...> as markup
     assert "I-000000000007" in text
     assert "charged 21x over 21 months after canceling, *462.00 USD*" in text
     assert f"billing-monitor approve {new['finding_id']} --by YOU@EXAMPLE.COM" in text

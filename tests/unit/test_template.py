@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from billing_monitor.cancellation import CancelSettings
-from billing_monitor.config import ScanSettings
+from billing_monitor.settings import CancelSettings, ScanSettings, is_secret, variable_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,15 +53,50 @@ def test_every_handler_path_exists(template):
     assert (ROOT / layer / "requirements.txt").exists()
 
 
-@pytest.mark.parametrize(("function", "settings"), [("ScanFunction", ScanSettings), ("CancelFunction", CancelSettings)])
-def test_each_function_gets_every_setting_it_reads(template, function, settings):
-    env = environment(template, functions(template)[function])
-    for name in settings.SECRETS:
-        assert {name, f"{name}_SECRET", f"{name}_PARAMETER"} & env, f"{function}: {name} not configured"
-    for name in settings.PLAIN:
-        assert name in env, f"{function}: {name} not set in the template"
+SETTINGS_OF = {"ScanFunction": ScanSettings, "CancelFunction": CancelSettings}
+
+
+def variables_read(settings) -> dict[str, set[str]]:
+    """What a settings model reads, from the model itself: each variable and the names that can set it."""
+    read = {}
+    for name, field in settings.model_fields.items():
+        variable = variable_of(name, field)
+        read[variable] = ({variable, f"{variable}_SECRET", f"{variable}_SECRET_KEY", f"{variable}_PARAMETER"}
+                          if is_secret(field) else {variable})
+    return read
+
+
+@pytest.mark.parametrize("function", list(SETTINGS_OF))
+def test_each_function_gets_every_setting_it_requires(template, function):
+    settings = SETTINGS_OF[function]
+    props = functions(template)[function]
+    module = (ROOT / props["CodeUri"] / f"{props['Handler'].rsplit('.', 1)[0]}.py").read_text()
+    assert f"{settings.__name__}.from_env" in module, f"{function} does not read {settings.__name__}"
+    env = environment(template, props)
+    for name, field in settings.model_fields.items():
+        if field.is_required():
+            names = variables_read(settings)[variable_of(name, field)]
+            assert names & env, f"{function}: {sorted(names)[0]} is required and not set in the template"
     assert "POWERTOOLS_METRICS_NAMESPACE" in env
     assert "POWERTOOLS_SERVICE_NAME" in env
+
+
+@pytest.mark.parametrize("function", list(SETTINGS_OF))
+def test_the_template_sets_nothing_the_function_does_not_read(template, function):
+    """A misspelt variable in the template would be silently ignored and its default used."""
+    env = environment(template, functions(template)[function]) - {
+        "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+    readable = set().union(*variables_read(SETTINGS_OF[function]).values())
+    assert env - readable == set()
+
+
+def test_the_settings_models_read_what_the_test_derives():
+    """The derivation above is not vacuous: it finds the secrets and the plain settings of both models."""
+    scan = variables_read(ScanSettings)
+    assert scan["BILLING_MONITOR_DSN"] == {"BILLING_MONITOR_DSN", "BILLING_MONITOR_DSN_SECRET", "BILLING_MONITOR_DSN_SECRET_KEY",
+                                           "BILLING_MONITOR_DSN_PARAMETER"}
+    assert scan["FINDINGS_TOPIC_ARN"] == {"FINDINGS_TOPIC_ARN"}
+    assert "PAYPAL_CLIENT_SECRET_SECRET" in set().union(*variables_read(CancelSettings).values())
 
 
 def test_schedules_monthly_by_default_and_daily_off(template):

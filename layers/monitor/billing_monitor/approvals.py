@@ -8,7 +8,7 @@ from typing import Literal
 from aws_lambda_powertools.utilities.parser import BaseModel, Field, ValidationError, parse
 from pydantic import ConfigDict
 
-from billing_monitor.rules.finding import CANCEL_PAYPAL_SUBSCRIPTION
+from billing_monitor.rules.registry import CANCEL_PAYPAL_SUBSCRIPTION, PAYPAL_ID_PATTERN
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
@@ -20,7 +20,7 @@ class ApprovalMessage(BaseModel):
 
     action: Literal["cancel_paypal_subscription"]
     finding_id: str = Field(pattern=r"^[0-9a-f]{16}$")
-    paypal_subscription_id: str = Field(pattern=r"^I-[A-Z0-9]+$", max_length=50)
+    paypal_subscription_id: str = Field(pattern=PAYPAL_ID_PATTERN, max_length=50)
     approved_by: str = Field(pattern=EMAIL_PATTERN, max_length=254)
     reason: str = Field(default="", max_length=128)
     force: bool = False

@@ -7,98 +7,22 @@ This is the only code that writes to a production table: it marks the canceled s
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from decimal import Decimal
-
-import psycopg
-from psycopg.types.json import Jsonb
 
 from billing_monitor.approvals import ApprovalMessage, raw_body
-from billing_monitor.config import env_number, resolve
-from billing_monitor.errors import MonitorError
-from billing_monitor.money import parse_tolerance
-from billing_monitor.paypal import LIVE_URL, SANDBOX_URL, PayPalClient, PayPalError, PayPalTransient
-from billing_monitor.report import build_report
+from billing_monitor.paypal import PayPalClient, PayPalError, PayPalTransient
+from billing_monitor.report import build_report, customer_label
 from billing_monitor.scan import run_scan
-from billing_monitor.store.history import SCHEMA, load_finding, open_store
+from billing_monitor.settings import CancelSettings
+from billing_monitor.store import load_finding, open_store, record_action
+from billing_monitor.store.actions import REFUSED
 
 log = logging.getLogger(__name__)
 
-CANCELED, ALREADY_CANCELED, REFUSED = "canceled", "already_canceled", "refused"
-TERMINAL_DB_STATUSES = ("canceled", "cancelled", "expired")
 
-
-@dataclass
-class CancelSettings:
-    SECRETS = ("BILLING_MONITOR_DSN", "BILLING_MONITOR_STORE_DSN", "PAYPAL_CLIENT_ID", "PAYPAL_CLIENT_SECRET",
-               "SLACK_WEBHOOK_URL")
-    PLAIN = ("BILLING_MONITOR_APPROVERS", "PAYPAL_ENVIRONMENT", "BILLING_MONITOR_TOLERANCE", "IDEMPOTENCY_TABLE")
-
-    dsn: str = field(repr=False)
-    store_dsn: str = field(repr=False)
-    tolerance: Decimal
-    approvers: frozenset[str]
-    paypal_base_url: str
-    paypal_client_id: str = field(repr=False)
-    paypal_client_secret: str = field(repr=False)
-    slack_webhook_url: str | None = field(repr=False)
-    http_backoff_s: float = 0.5
-
-    @classmethod
-    def from_env(cls, env=os.environ) -> CancelSettings:
-        dsn = resolve("BILLING_MONITOR_DSN", env=env)
-        environment = env.get("PAYPAL_ENVIRONMENT", "sandbox")
-        base_url = env.get("PAYPAL_BASE_URL") or {"live": LIVE_URL, "sandbox": SANDBOX_URL}.get(environment)
-        if not base_url:
-            raise MonitorError(f"PAYPAL_ENVIRONMENT must be live or sandbox, got {environment!r}")
-        approvers = frozenset(a.strip().lower() for a in env.get("BILLING_MONITOR_APPROVERS", "").split(",")
-                              if a.strip())
-        if not approvers:
-            raise MonitorError("BILLING_MONITOR_APPROVERS is empty: nobody could approve a cancellation")
-        return cls(
-            dsn=dsn, store_dsn=resolve("BILLING_MONITOR_STORE_DSN", required=False, env=env) or dsn,
-            tolerance=parse_tolerance(env.get("BILLING_MONITOR_TOLERANCE", "1.00")), approvers=approvers,
-            paypal_base_url=base_url, paypal_client_id=resolve("PAYPAL_CLIENT_ID", env=env),
-            paypal_client_secret=resolve("PAYPAL_CLIENT_SECRET", env=env),
-            slack_webhook_url=resolve("SLACK_WEBHOOK_URL", required=False, env=env),
-            http_backoff_s=env_number(env, "BILLING_MONITOR_HTTP_BACKOFF", "0.5"),
-        )
-
-    def paypal_client(self) -> PayPalClient:
-        return PayPalClient(self.paypal_base_url, self.paypal_client_id, self.paypal_client_secret,
-                            backoff_s=self.http_backoff_s)
-
-
-def record_action(conn: psycopg.Connection, *, key: str, approval: ApprovalMessage | None, outcome: str,
-                  detail: str, message, paypal_before=None, paypal_after=None) -> dict:
-    """The audit row and, for a cancellation, the subscriptions row marked canceled: one transaction."""
-    rows = []
-    if outcome in (CANCELED, ALREADY_CANCELED):
-        rows = conn.execute(
-            "with target as ("
-            "  select id, status from public.subscriptions"
-            "  where (btrim(paypal_subscription_id, E' \\t\\r\\n') = %(pid)s"
-            "         or btrim(kajabi_subscription_id, E' \\t\\r\\n') = %(pid)s)"
-            "    and lower(btrim(status, E' \\t\\r\\n')) <> all(%(ended)s)"
-            "  for update)"
-            " update public.subscriptions s set status = 'canceled',"
-            "   canceled_at = coalesce(s.canceled_at, now()), updated_at = now()"
-            " from target where s.id = target.id"
-            " returning s.id, target.status, s.status",
-            {"pid": approval.paypal_subscription_id, "ended": list(TERMINAL_DB_STATUSES)}).fetchall()
-    conn.execute(
-        f"insert into {SCHEMA}.actions (idempotency_key, action, finding_id, paypal_subscription_id, subscription_id,"
-        " approved_by, reason, forced, outcome, detail, paypal_status_before, paypal_status_after,"
-        " row_status_before, row_status_after, message)"
-        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (key, approval and approval.action, approval and approval.finding_id,
-         approval and approval.paypal_subscription_id, rows[0][0] if rows else None,
-         approval and approval.approved_by, approval and approval.reason, bool(approval and approval.force),
-         outcome, detail, paypal_before, paypal_after,
-         ", ".join(r[1] for r in rows) or None, ", ".join(r[2] for r in rows) or None, Jsonb(message)))
-    return {"outcome": outcome, "detail": detail, "rows_marked": [str(r[0]) for r in rows]}
+def paypal_client_for(settings: CancelSettings) -> PayPalClient:
+    return PayPalClient(settings.paypal_base_url, settings.paypal_client_id.get_secret_value(),
+                        settings.paypal_client_secret.get_secret_value(), backoff_s=settings.http_backoff_s)
 
 
 class CancellationService:
@@ -111,12 +35,12 @@ class CancellationService:
     def current_findings(self) -> dict[str, dict]:
         """finding_id -> finding, from a fresh read-only scan, for the findings that suggest a cancel."""
         if self._targets is None:
-            report = build_report(run_scan(self.settings.dsn, self.settings.tolerance))
+            report = build_report(run_scan(self.settings.dsn_value, self.settings.tolerance))
             self._targets = {f["finding_id"]: f for f in report["findings"] if f["action"]}
         return self._targets
 
     def _store(self):
-        return open_store(self.settings.store_dsn, application_name="billing-monitor-cancel")
+        return open_store(self.settings.store_dsn_value, application_name="billing-monitor-cancel")
 
     def refuse(self, key: str, approval: ApprovalMessage | None, reason: str, message) -> dict:
         with self._store() as conn:
@@ -153,7 +77,7 @@ class CancellationService:
             recorded = record_action(conn, key=key, approval=approval, outcome=result.outcome, detail=result.detail,
                                    message=message, paypal_before=result.status_before,
                                    paypal_after=result.status_after)
-        who = finding and finding.get("contact") and finding["contact"].get("email")
+        who = customer_label(finding.get("contact")) if finding else None
         self._tell(f":white_check_mark: PayPal {approval.paypal_subscription_id}"
                    f"{f' ({who})' if who else ''}: {result.outcome.replace('_', ' ')}, approved by"
                    f" {approval.approved_by}. {result.detail}")

@@ -18,7 +18,7 @@ from billing_monitor.db import redact
 from billing_monitor.errors import MonitorError
 from billing_monitor.money import parse_tolerance
 from billing_monitor.report import build_report, render_table
-from billing_monitor.rules.finding import SEVERITIES
+from billing_monitor.rules.registry import SEVERITIES, at_least
 from billing_monitor.scan import DEFAULT_TOLERANCE, run_scan
 from billing_monitor.store import list_actions, list_scans, load_finding, open_store, save_scan
 
@@ -88,10 +88,8 @@ def emit_report(report: dict, fmt: str, fail_on: str | None) -> int:
             binary.flush()
     else:
         print(render_table(report))
-    if fail_on:
-        worst = SEVERITIES[: SEVERITIES.index(fail_on) + 1]
-        if any(report["summary"]["by_severity"][s] for s in worst):
-            return EXIT_FAIL_ON
+    if fail_on and any(report["summary"]["by_severity"][s] for s in at_least(fail_on)):
+        return EXIT_FAIL_ON
     return EXIT_OK
 
 
@@ -139,8 +137,8 @@ def cmd_history(args) -> int:
         print("No saved scan yet (billing-monitor scan --save records one).")
     for scan in scans:
         by = scan["summary"]["by_severity"]
-        print(f"{scan['started_at']:%Y-%m-%d %H:%M} UTC  {scan['scan_id']}  "
-              f"{by['critical']} critical, {by['warning']} warning, {by['info']} info  {scan['money_line']}")
+        counts = ", ".join(f"{by[s]} {s}" for s in SEVERITIES)
+        print(f"{scan['started_at']:%Y-%m-%d %H:%M} UTC  {scan['scan_id']}  {counts}  {scan['money_line']}")
     return EXIT_OK
 
 

@@ -7,11 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from billing_monitor.http import retrying_session
 from billing_monitor.notify import SlackError, post_to_slack, slack_message, sns_message
 from billing_monitor.report import build_report
 from billing_monitor.scan import run_scan
-from billing_monitor.store.history import ScanDiff, mark_reported, open_store, save_scan
+from billing_monitor.settings import ScanSettings
+from billing_monitor.store import ScanDiff, mark_reported, open_store, save_scan
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +35,17 @@ class MonitoringOutcome:
         }
 
 
-def scan_and_save(settings) -> tuple[dict, ScanDiff]:
+def scan_and_save(settings: ScanSettings) -> tuple[dict, ScanDiff]:
     """Scan read-only, then record it in one transaction of the store (all or nothing)."""
-    report = build_report(run_scan(settings.dsn, settings.tolerance,
+    report = build_report(run_scan(settings.dsn_value, settings.tolerance,
                                    statement_timeout_s=settings.statement_timeout_s))
-    with open_store(settings.store_dsn) as conn:
+    with open_store(settings.store_dsn_value) as conn:
         diff = save_scan(conn, report)
     return report, diff
 
 
-def run_monitoring(settings, *, publish: Callable[[str, dict], None] | None,
-                   record_metric: Callable[[str, str, float], None] = lambda *a: None,
+def run_monitoring(settings: ScanSettings, *, publish: Callable[[str, dict], None] | None,
+                   record_metric: Callable[[str, MetricUnit, float], None] = lambda *a: None,
                    slack_session=None) -> MonitoringOutcome:
     """Scan, save, publish to SNS, post to Slack. A Slack failure is logged and counted, never fatal."""
     started = datetime.now(UTC)
@@ -54,22 +57,23 @@ def run_monitoring(settings, *, publish: Callable[[str, dict], None] | None,
         published = True
     slack = "not configured"
     payload = slack_message(report, diff)
-    if settings.slack_webhook_url and payload is None:
+    if settings.slack_webhook and payload is None:
         slack = "nothing new"
-    elif settings.slack_webhook_url:
+    elif settings.slack_webhook:
         try:
             session = slack_session or retrying_session(methods=("POST",), backoff_factor=settings.http_backoff_s)
-            post_to_slack(settings.slack_webhook_url, payload, session)
+            post_to_slack(settings.slack_webhook, payload, session)
             slack = "posted"
-            with open_store(settings.store_dsn) as conn:
+            with open_store(settings.store_dsn_value) as conn:
                 mark_reported(conn, diff, started)
         except SlackError as exc:
             slack = f"failed: {exc}"
             log.error("Slack notification failed; the scan is saved and on SNS", extra={"error": str(exc)})
-            record_metric("SlackFailures", "Count", 1)
+            record_metric("SlackFailures", MetricUnit.Count, 1)
     for severity, count in report["summary"]["by_severity"].items():
-        record_metric(f"Findings_{severity}", "Count", count)
+        record_metric(f"Findings_{severity}", MetricUnit.Count, count)
     for currency, money in report["summary"]["charged_after_cancellation"].items():
-        record_metric(f"ChargedAfterCancellation_{currency}", "None", float(money["total"]))
-    record_metric("ScanDuration", "Seconds", (datetime.now(UTC) - started).total_seconds())
+        # a metric is a number for CloudWatch: the money leaves Decimal only here
+        record_metric(f"ChargedAfterCancellation_{currency}", MetricUnit.NoUnit, float(money["total"]))
+    record_metric("ScanDuration", MetricUnit.Seconds, (datetime.now(UTC) - started).total_seconds())
     return MonitoringOutcome(report, diff, published, slack)

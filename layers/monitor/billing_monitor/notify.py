@@ -8,8 +8,9 @@ import logging
 import requests
 
 from billing_monitor.http import DEFAULT_TIMEOUT, retrying_session
-from billing_monitor.report import money_line
-from billing_monitor.store.history import ScanDiff
+from billing_monitor.report import customer_label, money_line
+from billing_monitor.rules.registry import BILLING_DISCONNECT, CRITICAL, SEVERITIES, WARNING, at_least
+from billing_monitor.store.scans import ScanDiff
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +22,9 @@ class SlackError(Exception):
     """Slack did not take the message (after retries)."""
 
 
-def _customer(f: dict) -> str:
-    c = f.get("contact")
-    if not c:
-        return "(contact missing)"
-    return f"{c['name']} ({c['email']})" if c.get("name") else c["email"]
+def slack_escape(text: str) -> str:
+    """Slack's mrkdwn treats &, < and > as markup: escape them in any text that comes from data."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _months_charged(charges: dict) -> int:
@@ -41,9 +40,9 @@ def _critical_line(f: dict) -> str:
     months = _months_charged(charges)
     what = (f"charged {charges.get('count', 0)}x over {months} month{'s' if months != 1 else ''} after canceling,"
             f" *{charges.get('total', '0.00')} {f['currency']}*")
-    if f["check"] == "billing_disconnect" and f.get("kajabi_canceled_at"):
+    if f["check"] == BILLING_DISCONNECT and f.get("kajabi_canceled_at"):
         what += f" (canceled in Kajabi {f['kajabi_canceled_at'][:10]})"
-    line = f"*{_customer(f)}* · PayPal `{f.get('paypal_subscription_id') or '-'}` · {what}"
+    line = f"*{slack_escape(customer_label(f.get('contact')))}* · PayPal `{f.get('paypal_subscription_id') or '-'}` · {what}"
     if f.get("action"):
         line += f"\nApprove: `billing-monitor approve {f['finding_id']} --by YOU@EXAMPLE.COM`"
     return line
@@ -54,12 +53,12 @@ def slack_message(report: dict, diff: ScanDiff) -> dict | None:
     has_news = diff.new or diff.resolved or diff.changed or diff.reminder_due
     if not has_news:
         return None
-    critical_count = report["summary"]["by_severity"]["critical"]
+    critical_count = report["summary"]["by_severity"][CRITICAL]
     blocks = [{"type": "header", "text": {"type": "plain_text", "text": money_line(report)[:150]}}]
-    new_critical = [f for f in diff.new if f["severity"] == "critical"]
-    changed_critical = [o.finding for o in diff.changed if o.finding["severity"] == "critical"]
+    new_critical = [f for f in diff.new if f["severity"] == CRITICAL]
+    changed_critical = [o.finding for o in diff.changed if o.finding["severity"] == CRITICAL]
     reminded = [o.finding for o in diff.still_open
-                if diff.reminder_due and not o.changed and o.finding["severity"] == "critical"]
+                if diff.reminder_due and not o.changed and o.finding["severity"] == CRITICAL]
     for title, group in (("New: charged after canceling", new_critical),
                          ("Changed since the last report", changed_critical),
                          ("Still open (monthly reminder)", reminded)):
@@ -105,17 +104,17 @@ def sns_message(report: dict, diff: ScanDiff | None, limit: int = SNS_LIMIT_BYTE
     the critical ones only; then the summary alone. Never split, never dropped.
     """
     by_severity = report["summary"]["by_severity"]
-    highest = next((s for s in ("critical", "warning", "info") if by_severity.get(s)), "none")
+    highest = next((s for s in SEVERITIES if by_severity.get(s)), "none")
     attributes = {
         "highest_severity": {"DataType": "String", "StringValue": highest},
-        "critical_count": {"DataType": "Number", "StringValue": str(by_severity.get("critical", 0))},
+        "critical_count": {"DataType": "Number", "StringValue": str(by_severity.get(CRITICAL, 0))},
     }
     document = dict(report)
     if diff is not None:
         document["changes"] = diff.as_dict()
     budget = limit - len(json.dumps(attributes)) - 1024
     body = json.dumps(document)
-    for keep in (("critical", "warning"), ("critical",), ()):
+    for keep in (at_least(WARNING), at_least(CRITICAL), ()):
         if len(body.encode()) <= budget:
             break
         kept = [f for f in report["findings"] if f["severity"] in keep]

@@ -14,7 +14,6 @@ so a cancel that went through is never sent twice. Credentials and tokens are ne
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,12 +21,12 @@ from dataclasses import dataclass, field
 import requests
 
 from billing_monitor.http import DEFAULT_TIMEOUT, retrying_session
+from billing_monitor.rules.registry import PAYPAL_ID
 
 log = logging.getLogger(__name__)
 
 LIVE_URL = "https://api-m.paypal.com"
 SANDBOX_URL = "https://api-m.sandbox.paypal.com"
-PAYPAL_ID = re.compile(r"^I-[A-Z0-9]+$")
 CANCELABLE = ("ACTIVE", "SUSPENDED")
 ENDED = ("CANCELLED", "EXPIRED")
 TOKEN_MARGIN_S = 120

@@ -7,15 +7,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from billing_monitor.money import money_str, to_money
-from billing_monitor.rules.finding import (
+from billing_monitor.rules.finding import Finding
+from billing_monitor.rules.registry import (
     CANCEL_PAYPAL_SUBSCRIPTION,
-    CHECKS,
+    CHECK_NAMES,
+    CHECK_RANK,
     SEVERITIES,
-    Finding,
+    SEVERITY_RANK,
 )
-
-SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
-CHECK_RANK = {c: i for i, c in enumerate(CHECKS)}
 
 
 def iso(value: datetime | None) -> str | None:
@@ -90,7 +89,7 @@ def _tolerance_text(tolerance: Decimal) -> str:
 def build_report(scan) -> dict:
     """`scan` is a ScanResult; the dict is the report JSON (money as strings, times with offset)."""
     findings = sorted(scan.findings, key=_sort_key)
-    by_check = dict.fromkeys(CHECKS, 0)
+    by_check = dict.fromkeys(CHECK_NAMES, 0)
     by_severity = dict.fromkeys(SEVERITIES, 0)
     for f in findings:
         by_check[f.check] += 1
@@ -127,11 +126,11 @@ def money_line(report: dict) -> str:
     return f"{len(customers)} {noun} charged after canceling: {count} charges, {totals}"
 
 
-def _who(f: dict) -> str:
-    contact = f["contact"]
-    if contact is None:
-        return "(missing contact)"
-    return f"{contact['name']} <{contact['email']}>" if contact["name"] else contact["email"]
+def customer_label(contact: dict | None) -> str:
+    """How a customer is shown everywhere (table, Slack, CLI): 'Ada Lovelace <ada@example.com>'."""
+    if not contact:
+        return "(contact missing)"
+    return f"{contact['name']} <{contact['email']}>" if contact.get("name") else contact["email"]
 
 
 def _describe(f: dict) -> str:
@@ -143,7 +142,7 @@ def _describe(f: dict) -> str:
     price = ""
     if f["amount"] is not None:
         price = f"{f['amount']} {f['currency']}" + (f"/{f['billing_cycle']}" if f["billing_cycle"] else "")
-    line = f"  {f['finding_id']}  {f['check']:<24} {_who(f)}  {ids}  {price}".rstrip()
+    line = f"  {f['finding_id']}  {f['check']:<24} {customer_label(f['contact'])}  {ids}  {price}".rstrip()
     details = []
     if f["kajabi_canceled_at"]:
         details.append(f"canceled in Kajabi {f['kajabi_canceled_at'][:10]}")

@@ -23,21 +23,16 @@ import psycopg
 from psycopg.rows import namedtuple_row
 from psycopg.types.string import TextLoader
 
-from billing_monitor.rules.finding import (
+from billing_monitor.rules.finding import Charge, Contact, Finding
+from billing_monitor.rules.registry import (
     BILLING_DISCONNECT,
-    CRITICAL,
-    INFO,
+    CHECKS,
     MISFILED_PAYPAL_ID,
     ORPHANED_SUBSCRIPTION,
     ORPHANED_TRANSACTION,
     POST_CANCELLATION_CHARGE,
-    WARNING,
-    Charge,
-    Contact,
-    Finding,
 )
 
-_SEVERITY_OF = {"duplicate_subscription": WARNING, "paypal_only": INFO}
 _STREAM_CHUNK = 2000 if psycopg.capabilities.has_stream_chunked() else 1
 _USES = re.compile(r"^-- uses:(.*)$", re.MULTILINE)
 
@@ -87,15 +82,15 @@ def find_subscription_findings(conn, tol: Decimal) -> list[Finding]:
         if r.check_name:
             disconnect = r.check_name == BILLING_DISCONNECT
             findings.append(Finding(
-                check=r.check_name, severity=_SEVERITY_OF.get(r.check_name, WARNING), **row,
+                check=CHECKS[r.check_name].name, **row,
                 kajabi_subscription_id=r.match_kajabi_id, kajabi_canceled_at=r.kajabi_canceled_at,
                 charges=[] if disconnect else None, action_paypal_id=r.paypal_id if disconnect else None,
             ))
         if r.orphaned:
-            findings.append(Finding(check=ORPHANED_SUBSCRIPTION, severity=WARNING, **row,
+            findings.append(Finding(check=ORPHANED_SUBSCRIPTION, **row,
                                     kajabi_subscription_id=own_kajabi_id))
         if r.misfiled:
-            findings.append(Finding(check=MISFILED_PAYPAL_ID, severity=INFO, **row,
+            findings.append(Finding(check=MISFILED_PAYPAL_ID, **row,
                                     kajabi_subscription_id=own_kajabi_id))
     return findings
 
@@ -124,9 +119,9 @@ def find_transaction_findings(conn, tol: Decimal, disconnects: list[Finding]) ->
     params = {"tol": tol, **_disconnect_params(disconnects), **_ended_params(conn)}
     for r in _stream(conn, "transaction_findings", params):
         charge = Charge(r.transaction_id, r.transaction_date, r.amount, r.cur)
-        if r.kind == "orphaned_transaction":
+        if r.kind == ORPHANED_TRANSACTION:
             orphans.append(Finding(
-                check=ORPHANED_TRANSACTION, severity=WARNING, key=r.transaction_id,
+                check=ORPHANED_TRANSACTION, key=r.transaction_id,
                 subscription_id=r.subscription_id, transaction_id=r.transaction_id,
                 contact_id=r.contact_id, amount=r.amount, currency=r.cur,
             ))
@@ -136,7 +131,7 @@ def find_transaction_findings(conn, tol: Decimal, disconnects: list[Finding]) ->
             group = (r.contact_id, r.subscription_id)
             if group not in post_cancellation:
                 post_cancellation[group] = Finding(
-                    check=POST_CANCELLATION_CHARGE, severity=CRITICAL,
+                    check=POST_CANCELLATION_CHARGE,
                     key=f"{r.contact_id}:{r.subscription_id}", subscription_id=r.subscription_id,
                     paypal_subscription_id=r.paypal_id,
                     kajabi_subscription_id=None if r.paypal_id else r.kajabi_id_text,
@@ -144,8 +139,6 @@ def find_transaction_findings(conn, tol: Decimal, disconnects: list[Finding]) ->
                     billing_cycle=r.subscription_cycle, charges=[], action_paypal_id=r.paypal_id,
                 )
             post_cancellation[group].charges.append(charge)
-    for finding in disconnects:
-        finding.severity = CRITICAL if finding.charges else WARNING
     return orphans + list(post_cancellation.values())
 
 

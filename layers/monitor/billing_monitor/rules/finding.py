@@ -8,21 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 from functools import cached_property
 
-CRITICAL, WARNING, INFO = "critical", "warning", "info"
-SEVERITIES = (CRITICAL, WARNING, INFO)
+from billing_monitor.rules.registry import CHECKS
 
-BILLING_DISCONNECT = "billing_disconnect"
-DUPLICATE_SUBSCRIPTION = "duplicate_subscription"
-PAYPAL_ONLY = "paypal_only"
-POST_CANCELLATION_CHARGE = "post_cancellation_charge"
-ORPHANED_SUBSCRIPTION = "orphaned_subscription"
-ORPHANED_TRANSACTION = "orphaned_transaction"
-MISFILED_PAYPAL_ID = "misfiled_paypal_id"
-CHECKS = (
-    BILLING_DISCONNECT, DUPLICATE_SUBSCRIPTION, PAYPAL_ONLY, POST_CANCELLATION_CHARGE,
-    ORPHANED_SUBSCRIPTION, ORPHANED_TRANSACTION, MISFILED_PAYPAL_ID,
-)
-CANCEL_PAYPAL_SUBSCRIPTION = "cancel_paypal_subscription"
 _ZERO = Decimal("0.00")
 
 
@@ -55,7 +42,6 @@ class Charge:
 @dataclass
 class Finding:
     check: str
-    severity: str
     key: str                              # what the finding is about; finding_id derives from it
     subscription_id: str | None = None
     paypal_subscription_id: str | None = None
@@ -74,6 +60,11 @@ class Finding:
     @cached_property
     def finding_id(self) -> str:             # check and key never change once a finding is made
         return finding_id_for(self.check, self.key)
+
+    @property
+    def severity(self) -> str:
+        """Decided by the check's registry entry alone (rules/registry.py)."""
+        return CHECKS[self.check].severity_for(charged=bool(self.charges))
 
     @property
     def charged_total(self) -> Decimal:

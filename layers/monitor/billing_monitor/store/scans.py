@@ -1,62 +1,20 @@
-"""Scan history in the billing_monitor schema: what is new, still open, and resolved since last time."""
+"""Scan history: each saved scan, its findings, and what is new, still open and resolved since last time."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from importlib import resources
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from billing_monitor import db
 from billing_monitor.report import money_line
+from billing_monitor.store.migrations import SCHEMA
 
-SCHEMA = "billing_monitor"
-MIGRATION_LOCK = 0x626D0001   # pg_advisory_xact_lock keys: one for migrations,
-SAVE_LOCK = 0x626D0002        # one so that two scans saving at once take turns
+SAVE_LOCK = 0x626D0002        # pg_advisory_xact_lock key: two scans saving at once take turns
 REMINDER_EVERY = timedelta(days=28)
-
-
-def _migrations() -> list[tuple[int, str, str]]:
-    folder = resources.files("billing_monitor.store")
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql") and entry.name[:3].isdigit():
-            found.append((int(entry.name[:3]), entry.name, entry.read_text()))
-    return sorted(found)
-
-
-def apply_migrations(conn: psycopg.Connection) -> list[str]:
-    """Apply the migrations not applied yet, in the caller's transaction. Returns the names applied.
-
-    Serialised by an advisory lock: running it twice is a no-op, and two at once take turns.
-    """
-    conn.execute("select pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-    conn.execute(f"create schema if not exists {SCHEMA}")
-    conn.execute(f"create table if not exists {SCHEMA}.schema_migrations ("
-                 " version int primary key, name text not null, applied_at timestamptz not null default now())")
-    applied = {v for (v,) in conn.execute(f"select version from {SCHEMA}.schema_migrations")}
-    done = []
-    for version, name, sql in _migrations():
-        if version in applied:
-            continue
-        conn.execute(sql)
-        conn.execute(f"insert into {SCHEMA}.schema_migrations (version, name) values (%s, %s)", (version, name))
-        done.append(name)
-    return done
-
-
-@contextmanager
-def open_store(dsn: str, application_name: str = "billing-monitor-store") -> Iterator[psycopg.Connection]:
-    """The monitor's own schema, migrated, in one read-write transaction (committed on success)."""
-    with db.connect(dsn, read_only=False, application_name=application_name) as conn:
-        apply_migrations(conn)
-        yield conn
 
 
 def fingerprint(finding: dict) -> str:
@@ -179,11 +137,3 @@ def load_finding(conn: psycopg.Connection, finding_id: str) -> tuple[dict, bool]
     row = conn.execute(f"select finding, resolved_scan is null from {SCHEMA}.findings where finding_id = %s",
                        (finding_id,)).fetchone()
     return (row[0], row[1]) if row else None
-
-
-def list_actions(conn: psycopg.Connection, limit: int = 50) -> list[dict]:
-    rows = conn.execute(
-        f"select handled_at, outcome, finding_id, paypal_subscription_id, approved_by, detail"
-        f" from {SCHEMA}.actions order by handled_at desc, action_id desc limit %s", (limit,)).fetchall()
-    keys = ("handled_at", "outcome", "finding_id", "paypal_subscription_id", "approved_by", "detail")
-    return [dict(zip(keys, r, strict=False)) for r in rows]

@@ -1,0 +1,105 @@
+"""One home for the vocabulary of detection-rules.md and for every check the scan makes.
+
+Adding a check: one `Check` entry here, the query that produces its rows (rules/sql/), and the branch
+that turns those rows into Findings (rules/checks.py). The report's counts and order, Slack's grouping,
+the CLI's `--fail-on` and the SQL labels all read this module. The SQL keeps its own copy of a term only
+where a query must spell it out (the ended statuses, the PayPal id pattern, the check labels); tests
+check that the copies agree with this file (tests/unit/test_registry.py).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# ---------------------------------------------------------------- terms (detection-rules.md, "Terms")
+
+#: Blanks trimmed from both ends of any text before it is compared (rule-choices.md: "Trimmed").
+BLANKS = " \t\r\n"
+#: A PayPal billing subscription id (case-sensitive, after trimming).
+PAYPAL_ID_PATTERN = r"^I-[A-Z0-9]+$"
+PAYPAL_ID = re.compile(PAYPAL_ID_PATTERN)
+#: `status` values (trimmed, lower-cased) that make a subscription ended; every other status is live.
+ENDED_STATUSES: tuple[str, ...] = ("canceled", "cancelled", "expired")
+
+
+def is_paypal_id(text: str | None) -> bool:
+    return text is not None and PAYPAL_ID.match(text.strip(BLANKS)) is not None
+
+
+def is_ended_status(status: str | None) -> bool:
+    return status is not None and status.strip(BLANKS).lower() in ENDED_STATUSES
+
+
+# ---------------------------------------------------------------- severities, worst first
+
+CRITICAL, WARNING, INFO = "critical", "warning", "info"
+SEVERITIES: tuple[str, ...] = (CRITICAL, WARNING, INFO)
+SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+def at_least(severity: str) -> tuple[str, ...]:
+    """The severities as bad as `severity` or worse: at_least('warning') == ('critical', 'warning')."""
+    return SEVERITIES[: SEVERITY_RANK[severity] + 1]
+
+
+# ---------------------------------------------------------------- actions
+
+CANCEL_PAYPAL_SUBSCRIPTION = "cancel_paypal_subscription"
+
+# ---------------------------------------------------------------- the checks
+
+SUBSCRIPTION_PASS = "subscription_findings"      # rules/sql/subscription_findings.sql
+TRANSACTION_PASS = "transaction_findings"        # rules/sql/transaction_findings.sql
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    severity: str                  # the severity of every finding of this check ...
+    severity_if_charged: str | None  # ... unless it lists a charge after cancellation: then this one
+    key: str                       # what a finding is about (its finding_id derives from it)
+    action: str | None             # the action it may suggest (whether it does can depend on the row)
+    found_by: str                  # the query (pass) whose rows make its findings
+    about: str                     # one line for a person
+
+    def severity_for(self, *, charged: bool) -> str:
+        return self.severity_if_charged if charged and self.severity_if_charged else self.severity
+
+
+BILLING_DISCONNECT = "billing_disconnect"
+DUPLICATE_SUBSCRIPTION = "duplicate_subscription"
+PAYPAL_ONLY = "paypal_only"
+POST_CANCELLATION_CHARGE = "post_cancellation_charge"
+ORPHANED_SUBSCRIPTION = "orphaned_subscription"
+ORPHANED_TRANSACTION = "orphaned_transaction"
+MISFILED_PAYPAL_ID = "misfiled_paypal_id"
+
+_REGISTRY: tuple[Check, ...] = (
+    Check(BILLING_DISCONNECT, WARNING, CRITICAL, "the PayPal subscription row", CANCEL_PAYPAL_SUBSCRIPTION,
+          SUBSCRIPTION_PASS, "canceled in Kajabi, still live in PayPal"),
+    Check(DUPLICATE_SUBSCRIPTION, WARNING, None, "the PayPal subscription row", None,
+          SUBSCRIPTION_PASS, "a live PayPal row duplicating a live Kajabi row"),
+    Check(PAYPAL_ONLY, INFO, None, "the PayPal subscription row", None,
+          SUBSCRIPTION_PASS, "a legitimate member billed by PayPal alone"),
+    Check(POST_CANCELLATION_CHARGE, CRITICAL, None, "contact and latest-ended subscription",
+          CANCEL_PAYPAL_SUBSCRIPTION, TRANSACTION_PASS, "a charge that nothing live explains"),
+    Check(ORPHANED_SUBSCRIPTION, WARNING, None, "the subscription row", None,
+          SUBSCRIPTION_PASS, "a subscription whose contact is missing"),
+    Check(ORPHANED_TRANSACTION, WARNING, None, "the transaction row", None,
+          TRANSACTION_PASS, "a transaction whose contact is missing"),
+    Check(MISFILED_PAYPAL_ID, INFO, None, "the subscription row", None,
+          SUBSCRIPTION_PASS, "a PayPal id in kajabi_subscription_id"),
+)
+
+#: name -> Check, in the report's order
+CHECKS: dict[str, Check] = {c.name: c for c in _REGISTRY}
+CHECK_NAMES: tuple[str, ...] = tuple(CHECKS)
+CHECK_RANK = {name: i for i, name in enumerate(CHECK_NAMES)}
+
+
+def check(name: str) -> Check:
+    try:
+        return CHECKS[name]
+    except KeyError:
+        raise ValueError(f"unknown check {name!r}") from None

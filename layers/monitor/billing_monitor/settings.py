@@ -1,0 +1,184 @@
+"""What each function reads from its environment: one pydantic-settings model per function.
+
+A setting X comes from, in order: the variable X itself (local runs and tests), X_SECRET (a Secrets
+Manager secret name or ARN: plain text, or JSON with the key given by X_SECRET_KEY, default "value"),
+or X_PARAMETER (an SSM parameter name, decrypted). Only the secret settings (typed `SecretStr`) look at
+X_SECRET and X_PARAMETER; their values never appear in a repr, a log line or an error.
+Secrets Manager and SSM are read through Powertools Parameters (cached for CACHE_SECONDS).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from billing_monitor.errors import MonitorError
+from billing_monitor.money import parse_tolerance
+from billing_monitor.paypal import LIVE_URL, SANDBOX_URL
+
+CACHE_SECONDS = 300
+
+
+def resolve(name: str, *, env: Mapping[str, str] = os.environ) -> str | None:
+    """The value of secret setting `name` from X, X_SECRET or X_PARAMETER; None when none is set."""
+    if env.get(name):
+        return env[name]
+    if env.get(f"{name}_SECRET"):
+        from aws_lambda_powertools.utilities import parameters
+
+        raw = parameters.get_secret(env[f"{name}_SECRET"], max_age=CACHE_SECONDS)
+        if isinstance(raw, bytes):
+            raw = raw.decode()
+        key = env.get(f"{name}_SECRET_KEY")
+        if key or raw.lstrip().startswith("{"):
+            try:
+                return json.loads(raw)[key or "value"]
+            except (ValueError, KeyError, TypeError):
+                raise MonitorError(f"secret for {name} has no key {key or 'value'!r}") from None
+        return raw
+    if env.get(f"{name}_PARAMETER"):
+        from aws_lambda_powertools.utilities import parameters
+
+        return parameters.get_parameter(env[f"{name}_PARAMETER"], decrypt=True, max_age=CACHE_SECONDS)
+    return None
+
+
+def is_secret(field: FieldInfo) -> bool:
+    return SecretStr in (field.annotation, *getattr(field.annotation, "__args__", ()))
+
+
+def variable_of(name: str, field: FieldInfo) -> str:
+    return field.alias or name
+
+
+class EnvironmentSource(PydanticBaseSettingsSource):
+    """Plain settings from the environment; secret ones from X, X_SECRET or X_PARAMETER."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str] | None = None):
+        super().__init__(settings_cls)
+        self.env = os.environ if env is None else env
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        variable = variable_of(field_name, field)
+        value = resolve(variable, env=self.env) if is_secret(field) else self.env.get(variable)
+        return (value if value not in ("", None) else None), variable, False
+
+    def __call__(self) -> dict[str, Any]:
+        values = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, variable, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[variable] = value
+        return values
+
+
+class FunctionSettings(BaseSettings):
+    """What both functions read: the databases, the tolerance, Slack, HTTP back-off."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    dsn: SecretStr = Field(alias="BILLING_MONITOR_DSN", description="the production database (read-only role)")
+    store_dsn: SecretStr | None = Field(None, alias="BILLING_MONITOR_STORE_DSN",
+                                        description="the monitor's own schema (default: the DSN above)")
+    tolerance: Decimal = Field(Decimal("1.00"), alias="BILLING_MONITOR_TOLERANCE")
+    slack_webhook_url: SecretStr | None = Field(None, alias="SLACK_WEBHOOK_URL")
+    http_backoff_s: float = Field(0.5, alias="BILLING_MONITOR_HTTP_BACKOFF", ge=0)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        return (init_settings, EnvironmentSource(settings_cls))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None):
+        """The settings from `env` (default: the process environment). Raises MonitorError naming the problem."""
+        try:
+            return cls.model_validate(EnvironmentSource(cls, env)())
+        except ValidationError as exc:
+            raise MonitorError(describe_settings_error(cls, exc)) from None
+
+    @field_validator("tolerance", mode="before")
+    @classmethod
+    def _tolerance(cls, value):
+        return parse_tolerance(value)       # MonitorError: "tolerance must be a non-negative number, got ..."
+
+    @model_validator(mode="after")
+    def _store_defaults_to_production(self):
+        if self.store_dsn is None:
+            object.__setattr__(self, "store_dsn", self.dsn)
+        return self
+
+    # the secret values, for the code that needs them (never logged)
+    @property
+    def dsn_value(self) -> str:
+        return self.dsn.get_secret_value()
+
+    @property
+    def store_dsn_value(self) -> str:
+        return (self.store_dsn or self.dsn).get_secret_value()
+
+    @property
+    def slack_webhook(self) -> str | None:
+        return self.slack_webhook_url.get_secret_value() if self.slack_webhook_url else None
+
+
+class ScanSettings(FunctionSettings):
+    """The scheduled scan function (functions/scan)."""
+
+    topic_arn: str | None = Field(None, alias="FINDINGS_TOPIC_ARN")
+    statement_timeout_s: float = Field(600, alias="BILLING_MONITOR_STATEMENT_TIMEOUT", gt=0)
+
+
+class CancelSettings(FunctionSettings):
+    """The approvals function (functions/cancel)."""
+
+    approvers: frozenset[str] = Field(alias="BILLING_MONITOR_APPROVERS")
+    paypal_environment: Literal["live", "sandbox"] = Field("sandbox", alias="PAYPAL_ENVIRONMENT")
+    paypal_base_url_override: str | None = Field(None, alias="PAYPAL_BASE_URL")
+    paypal_client_id: SecretStr = Field(alias="PAYPAL_CLIENT_ID")
+    paypal_client_secret: SecretStr = Field(alias="PAYPAL_CLIENT_SECRET")
+    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE")
+
+    BASE_URLS: ClassVar[dict[str, str]] = {"live": LIVE_URL, "sandbox": SANDBOX_URL}
+
+    @field_validator("approvers", mode="before")
+    @classmethod
+    def _approvers(cls, value):
+        if isinstance(value, str):
+            value = value.split(",")
+        approvers = frozenset(a.strip().lower() for a in value if a.strip())
+        if not approvers:
+            raise ValueError("is empty: nobody could approve a cancellation")
+        return approvers
+
+    @property
+    def paypal_base_url(self) -> str:
+        return self.paypal_base_url_override or self.BASE_URLS[self.paypal_environment]
+
+
+def describe_settings_error(model: type[BaseSettings], exc: ValidationError) -> str:
+    """One sentence per problem, naming the variable; a secret's value is never repeated."""
+    secret_variables = {variable_of(n, f) for n, f in model.model_fields.items() if is_secret(f)}
+    problems = []
+    for error in exc.errors(include_url=False):
+        variable = str(error["loc"][0]) if error["loc"] else model.__name__
+        if error["type"] == "missing":
+            hint = f"set {variable}, {variable}_SECRET or {variable}_PARAMETER" if variable in secret_variables \
+                else f"set {variable}"
+            problems.append(f"{variable} is not configured ({hint})")
+        elif variable in secret_variables:
+            problems.append(f"{variable} is invalid")
+        elif error["type"] in ("float_parsing", "int_parsing", "decimal_parsing"):
+            problems.append(f"{variable} must be a number, got {error['input']!r}")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{variable} {message}" if message.startswith("is ") else
+                            f"{variable}: {message}, got {error['input']!r}")
+    return "; ".join(problems)

@@ -1,0 +1,67 @@
+"""What was done on an owner's approval: the audit rows, and the one write the monitor makes to production."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from billing_monitor.rules.registry import ENDED_STATUSES
+from billing_monitor.store.migrations import SCHEMA
+
+if TYPE_CHECKING:
+    from billing_monitor.approvals import ApprovalMessage
+
+# Outcomes of an approval (002_actions.sql's check constraint lists the same three).
+CANCELED, ALREADY_CANCELED, REFUSED = "canceled", "already_canceled", "refused"
+OUTCOMES = (CANCELED, ALREADY_CANCELED, REFUSED)
+
+
+def mark_subscription_canceled(conn: psycopg.Connection, paypal_subscription_id: str) -> list[tuple[str, str, str]]:
+    """Mark the live production rows of a PayPal subscription canceled (the only production write).
+
+    Returns (row id, status before, status after) for each row marked. Its PayPal id may sit in either id
+    column (the import bug); rows already ended are left as they are.
+    """
+    return conn.execute(
+        "with target as ("
+        "  select id, status from public.subscriptions"
+        "  where (btrim(paypal_subscription_id, E' \\t\\r\\n') = %(pid)s"
+        "         or btrim(kajabi_subscription_id, E' \\t\\r\\n') = %(pid)s)"
+        "    and lower(btrim(status, E' \\t\\r\\n')) <> all(%(ended)s)"
+        "  for update)"
+        " update public.subscriptions s set status = 'canceled',"
+        "   canceled_at = coalesce(s.canceled_at, now()), updated_at = now()"
+        " from target where s.id = target.id"
+        " returning s.id, target.status, s.status",
+        {"pid": paypal_subscription_id, "ended": list(ENDED_STATUSES)}).fetchall()
+
+
+def record_action(conn: psycopg.Connection, *, key: str, approval: ApprovalMessage | None, outcome: str,
+                  detail: str, message, paypal_before=None, paypal_after=None) -> dict:
+    """The audit row and, for a cancellation, the subscriptions row marked canceled: one transaction."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown outcome {outcome!r}")
+    rows = []
+    if outcome in (CANCELED, ALREADY_CANCELED) and approval is not None:
+        rows = mark_subscription_canceled(conn, approval.paypal_subscription_id)
+    conn.execute(
+        f"insert into {SCHEMA}.actions (idempotency_key, action, finding_id, paypal_subscription_id, subscription_id,"
+        " approved_by, reason, forced, outcome, detail, paypal_status_before, paypal_status_after,"
+        " row_status_before, row_status_after, message)"
+        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (key, approval and approval.action, approval and approval.finding_id,
+         approval and approval.paypal_subscription_id, rows[0][0] if rows else None,
+         approval and approval.approved_by, approval and approval.reason, bool(approval and approval.force),
+         outcome, detail, paypal_before, paypal_after,
+         ", ".join(r[1] for r in rows) or None, ", ".join(r[2] for r in rows) or None, Jsonb(message)))
+    return {"outcome": outcome, "detail": detail, "rows_marked": [str(r[0]) for r in rows]}
+
+
+def list_actions(conn: psycopg.Connection, limit: int = 50) -> list[dict]:
+    rows = conn.execute(
+        f"select handled_at, outcome, finding_id, paypal_subscription_id, approved_by, detail"
+        f" from {SCHEMA}.actions order by handled_at desc, action_id desc limit %s", (limit,)).fetchall()
+    keys = ("handled_at", "outcome", "finding_id", "paypal_subscription_id", "approved_by", "detail")
+    return [dict(zip(keys, r, strict=False)) for r in rows]
