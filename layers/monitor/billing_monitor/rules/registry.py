@@ -62,6 +62,8 @@ class Check:
     action: str | None             # the action it may suggest (whether it does can depend on the row)
     found_by: str                  # the query (pass) whose rows make its findings
     about: str                     # one line for a person
+    at_risk: bool = False          # names a customer who is, or is about to be, charged after canceling
+                                   # (alerts.md: every such customer is named in every monthly message)
 
     def severity_for(self, *, charged: bool) -> str:
         return self.severity_if_charged if charged and self.severity_if_charged else self.severity
@@ -74,28 +76,36 @@ POST_CANCELLATION_CHARGE = "post_cancellation_charge"
 ORPHANED_SUBSCRIPTION = "orphaned_subscription"
 ORPHANED_TRANSACTION = "orphaned_transaction"
 MISFILED_PAYPAL_ID = "misfiled_paypal_id"
+STALE_IMPORT = "stale_import"
 
 _REGISTRY: tuple[Check, ...] = (
     Check(BILLING_DISCONNECT, WARNING, CRITICAL, "the PayPal subscription row", CANCEL_PAYPAL_SUBSCRIPTION,
-          SUBSCRIPTION_PASS, "canceled in Kajabi, still live in PayPal"),
+          SUBSCRIPTION_PASS, "canceled in Kajabi, still live in PayPal", at_risk=True),
     Check(DUPLICATE_SUBSCRIPTION, WARNING, None, "the PayPal subscription row", None,
           SUBSCRIPTION_PASS, "a live PayPal row duplicating a live Kajabi row"),
     Check(PAYPAL_ONLY, INFO, None, "the PayPal subscription row", None,
           SUBSCRIPTION_PASS, "a legitimate member billed by PayPal alone"),
     Check(POST_CANCELLATION_CHARGE, CRITICAL, None, "contact and latest-ended subscription",
-          CANCEL_PAYPAL_SUBSCRIPTION, TRANSACTION_PASS, "a charge that nothing live explains"),
+          CANCEL_PAYPAL_SUBSCRIPTION, TRANSACTION_PASS, "a charge that nothing live explains", at_risk=True),
     Check(ORPHANED_SUBSCRIPTION, WARNING, None, "the subscription row", None,
           SUBSCRIPTION_PASS, "a subscription whose contact is missing"),
     Check(ORPHANED_TRANSACTION, WARNING, None, "the transaction row", None,
           TRANSACTION_PASS, "a transaction whose contact is missing"),
     Check(MISFILED_PAYPAL_ID, INFO, None, "the subscription row", None,
           SUBSCRIPTION_PASS, "a PayPal id in kajabi_subscription_id"),
+    Check(STALE_IMPORT, WARNING, None, "the transactions table", None,
+          TRANSACTION_PASS, "the imports have stopped: every other finding may be out of date"),
 )
 
 #: name -> Check, in the report's order
 CHECKS: dict[str, Check] = {c.name: c for c in _REGISTRY}
 CHECK_NAMES: tuple[str, ...] = tuple(CHECKS)
 CHECK_RANK = {name: i for i, name in enumerate(CHECK_NAMES)}
+AT_RISK_CHECKS: tuple[str, ...] = tuple(c.name for c in _REGISTRY if c.at_risk)
+#: Findings that need no action: counted per check in one line, never listed one by one (alerts.md).
+COUNTED_ONLY_CHECKS: tuple[str, ...] = tuple(c.name for c in _REGISTRY if not c.at_risk and c.name != STALE_IMPORT)
+#: stale_import: a finding is made when the newest transactions.created_at is older than this at scan time.
+DEFAULT_STALE_AFTER_DAYS = 14
 
 
 def check(name: str) -> Check:
