@@ -140,7 +140,7 @@ def phases(dsn: str) -> dict[str, float]:
     from billing_monitor import db
     from billing_monitor.report import build_report
     from billing_monitor.rules import checks
-    from billing_monitor.rules.finding import BILLING_DISCONNECT
+    from billing_monitor.rules.registry import BILLING_DISCONNECT
     from billing_monitor.scan import ScanResult
 
     tolerance = Decimal("1.00")
@@ -153,7 +153,7 @@ def phases(dsn: str) -> dict[str, float]:
             times["subscription pass (SQL + rows to findings)"] = clock() - t
             t = clock()
             disconnects = [f for f in findings if f.check == BILLING_DISCONNECT]
-            findings += checks.find_transaction_findings(conn, tolerance, disconnects)
+            findings += checks.find_transaction_findings(conn, tolerance, disconnects).findings
             times["transaction pass (ended subscriptions, then SQL)"] = clock() - t
         t = clock()
         now = datetime.now(UTC)

@@ -18,7 +18,7 @@ from billing_monitor.db import redact
 from billing_monitor.errors import MonitorError
 from billing_monitor.money import parse_tolerance
 from billing_monitor.report import build_report, render_table
-from billing_monitor.rules.registry import SEVERITIES, at_least
+from billing_monitor.rules.registry import DEFAULT_STALE_AFTER_DAYS, SEVERITIES, at_least
 from billing_monitor.scan import DEFAULT_TOLERANCE, run_scan
 from billing_monitor.store import list_actions, list_scans, load_finding, open_store, save_scan
 
@@ -28,12 +28,25 @@ STORE_DSN_ENV = "BILLING_MONITOR_STORE_DSN"
 QUEUE_ENV = "BILLING_MONITOR_APPROVALS_QUEUE_URL"
 
 
+def _positive_days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        days = 0
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of days, 1 or more, got {text!r}")
+    return days
+
+
 def _add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--tolerance", default=str(DEFAULT_TOLERANCE),
                    help="amount difference still counted as the same subscription (default 1.00)")
     p.add_argument("--fail-on", choices=SEVERITIES, default=None,
                    help="exit 3 when a finding of this severity or worse is found")
+    p.add_argument("--stale-after-days", type=_positive_days, default=DEFAULT_STALE_AFTER_DAYS, metavar="DAYS",
+                   help="report stale_import when the newest imported transaction is older than this"
+                        f" (default {DEFAULT_STALE_AFTER_DAYS})")
     p.add_argument("--statement-timeout", type=float, default=600, metavar="SECONDS",
                    help="cancel any query that runs longer (default 600)")
 
@@ -121,7 +134,8 @@ def cmd_scan(args) -> int:
     tolerance = parse_tolerance(args.tolerance)
     dsn = _dsn(args)
     with _without_cyclic_gc():
-        report = build_report(run_scan(dsn, tolerance, statement_timeout_s=args.statement_timeout))
+        report = build_report(run_scan(dsn, tolerance, statement_timeout_s=args.statement_timeout,
+                                       stale_after_days=args.stale_after_days))
     if args.save:
         with open_store(_store_dsn(args)) as conn:
             diff = save_scan(conn, report)
@@ -150,7 +164,8 @@ def cmd_demo(args) -> int:
         print("Starting an embedded PostgreSQL and loading the synthetic first clean-up...", file=sys.stderr)
     with embedded_postgres() as dsn:
         load_demo_data(dsn)
-        result = run_scan(dsn, tolerance, statement_timeout_s=args.statement_timeout)
+        result = run_scan(dsn, tolerance, statement_timeout_s=args.statement_timeout,
+                          stale_after_days=args.stale_after_days)
     return emit_report(build_report(result), args.format, args.fail_on)
 
 

@@ -21,7 +21,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "transactions": (
         "id", "contact_id", "subscription_id", "source", "amount", "currency", "status",
-        "transaction_date",
+        "transaction_date", "created_at",
     ),
 }
 

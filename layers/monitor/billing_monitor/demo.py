@@ -57,6 +57,8 @@ class DemoData:
     products: list[tuple] = field(default_factory=list)
     subscriptions: list[tuple] = field(default_factory=list)
     transactions: list[tuple] = field(default_factory=list)
+    # when the import copied the rows in (transactions.created_at): just now, so the demo's data is current
+    imported_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def uuid(self) -> uuid.UUID:
         return uuid.UUID(int=self.rng.getrandbits(128), version=4)
@@ -90,7 +92,7 @@ class DemoData:
         while day < until:
             self.transactions.append((self.uuid(), contact, subscription, source,
                                       f"{source[:2].upper()}-{self.rng.getrandbits(40):010X}", amount, "USD",
-                                      status, day, day))
+                                      status, day, self.imported_at))
             n += 1
             day = add_months(start, n)
 

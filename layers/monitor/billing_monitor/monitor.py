@@ -38,7 +38,8 @@ class MonitoringOutcome:
 def scan_and_save(settings: ScanSettings) -> tuple[dict, ScanDiff]:
     """Scan read-only, then record it in one transaction of the store (all or nothing)."""
     report = build_report(run_scan(settings.dsn_value, settings.tolerance,
-                                   statement_timeout_s=settings.statement_timeout_s))
+                                   statement_timeout_s=settings.statement_timeout_s,
+                                   stale_after_days=settings.stale_after_days))
     with open_store(settings.store_dsn_value) as conn:
         diff = save_scan(conn, report)
     return report, diff

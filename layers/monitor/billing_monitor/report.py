@@ -59,6 +59,7 @@ def finding_to_dict(f: Finding) -> dict:
         "action": None if not f.action_paypal_id else {
             "type": CANCEL_PAYPAL_SUBSCRIPTION, "paypal_subscription_id": f.action_paypal_id,
         },
+        "detail": f.detail,
     }
 
 
@@ -99,6 +100,7 @@ def build_report(scan) -> dict:
         "started_at": iso(scan.started_at),
         "finished_at": iso(scan.finished_at),
         "tolerance": _tolerance_text(scan.tolerance),
+        "data_current_to": iso(scan.data_current_to),
         "summary": {
             "by_check": by_check,
             "by_severity": by_severity,
@@ -143,7 +145,7 @@ def _describe(f: dict) -> str:
     if f["amount"] is not None:
         price = f"{f['amount']} {f['currency']}" + (f"/{f['billing_cycle']}" if f["billing_cycle"] else "")
     line = f"  {f['finding_id']}  {f['check']:<24} {customer_label(f['contact'])}  {ids}  {price}".rstrip()
-    details = []
+    details = [f["detail"]] if f.get("detail") else []
     if f["kajabi_canceled_at"]:
         details.append(f"canceled in Kajabi {f['kajabi_canceled_at'][:10]}")
     charges = f["charges"]
@@ -158,9 +160,15 @@ def _describe(f: dict) -> str:
     return line + "".join(f"\n      {d}" for d in details)
 
 
+def data_currency_line(report: dict) -> str:
+    """'Data current to 2026-11-30.': the newest imported transaction (alerts.md's heartbeat)."""
+    newest = report.get("data_current_to")
+    return f"Data current to {newest[:10]}." if newest else "No transaction imported yet."
+
+
 def render_table(report: dict, *, max_listed: int = 10) -> str:
     """Money line, then findings by severity (every critical one; the first `max_listed` of the rest)."""
-    lines = [money_line(report), ""]
+    lines = [money_line(report), data_currency_line(report), ""]
     for severity in SEVERITIES:
         group = [f for f in report["findings"] if f["severity"] == severity]
         if not group:

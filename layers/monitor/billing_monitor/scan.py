@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from billing_monitor import db
 from billing_monitor.rules import Finding, run_checks
+from billing_monitor.rules.registry import DEFAULT_STALE_AFTER_DAYS
 
 DEFAULT_TOLERANCE = Decimal("1.00")
 
@@ -20,16 +21,18 @@ class ScanResult:
     finished_at: datetime
     tolerance: Decimal
     findings: list[Finding]
+    data_current_to: datetime | None = None    # the newest transactions.created_at
 
 
 def run_scan(dsn: str, tolerance: Decimal = DEFAULT_TOLERANCE, *, statement_timeout_s: float = 600,
-             work_mem: str = "64MB") -> ScanResult:
+             work_mem: str = "64MB", stale_after_days: int = DEFAULT_STALE_AFTER_DAYS,
+             now: datetime | None = None) -> ScanResult:
     """Scan the production tables behind `dsn`. Raises MonitorError with a readable message."""
     started = datetime.now(UTC)
     with db.connect(dsn, read_only=True, statement_timeout_s=statement_timeout_s, work_mem=work_mem) as conn:
         db.check_production_tables(conn)
-        findings = run_checks(conn, tolerance)
+        checked = run_checks(conn, tolerance, stale_after_days=stale_after_days, now=now or started)
     return ScanResult(
         scan_id=str(uuid.uuid4()), started_at=started, finished_at=datetime.now(UTC),
-        tolerance=tolerance, findings=findings,
+        tolerance=tolerance, findings=checked.findings, data_current_to=checked.data_current_to,
     )

@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from billing_monitor.errors import MonitorError
 from billing_monitor.money import parse_tolerance
 from billing_monitor.paypal import LIVE_URL, SANDBOX_URL
+from billing_monitor.rules.registry import DEFAULT_STALE_AFTER_DAYS
 
 CACHE_SECONDS = 300
 
@@ -134,6 +135,7 @@ class ScanSettings(FunctionSettings):
 
     topic_arn: str | None = Field(None, alias="FINDINGS_TOPIC_ARN")
     statement_timeout_s: float = Field(600, alias="BILLING_MONITOR_STATEMENT_TIMEOUT", gt=0)
+    stale_after_days: int = Field(DEFAULT_STALE_AFTER_DAYS, alias="BILLING_MONITOR_STALE_AFTER_DAYS", ge=1)
 
 
 class CancelSettings(FunctionSettings):

@@ -15,6 +15,8 @@ findings reach Python, never the transactions as a whole.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from importlib import resources
@@ -27,12 +29,15 @@ from billing_monitor.rules.finding import Charge, Contact, Finding
 from billing_monitor.rules.registry import (
     BILLING_DISCONNECT,
     CHECKS,
+    DEFAULT_STALE_AFTER_DAYS,
     MISFILED_PAYPAL_ID,
     ORPHANED_SUBSCRIPTION,
     ORPHANED_TRANSACTION,
     POST_CANCELLATION_CHARGE,
+    STALE_IMPORT,
 )
 
+NEWEST_IMPORT = "newest_import"            # transaction_findings' last row: the newest transactions.created_at
 _STREAM_CHUNK = 2000 if psycopg.capabilities.has_stream_chunked() else 1
 _USES = re.compile(r"^-- uses:(.*)$", re.MULTILINE)
 
@@ -111,13 +116,34 @@ def _ended_params(conn) -> dict:
         return cur.execute(load_query("ended_subscriptions")).fetchone()._asdict()
 
 
-def find_transaction_findings(conn, tol: Decimal, disconnects: list[Finding]) -> list[Finding]:
-    """orphaned_transaction and post_cancellation_charge findings; fills each disconnect's charges."""
+def _newest_hint(conn) -> datetime | None:
+    """A lower bound of the newest transactions.created_at (the last pages); the exact max when they are empty."""
+    hint = conn.execute(load_query("newest_hint")).fetchone()[0]
+    if hint is None:    # empty table, or rows deleted at its end: ask for it exactly (a pass, rarely)
+        hint = conn.execute("select max(created_at) from public.transactions").fetchone()[0]
+    return hint
+
+
+@dataclass
+class TransactionPass:
+    findings: list[Finding]
+    newest_import: datetime | None      # the newest transactions.created_at (None: no transaction)
+
+
+def find_transaction_findings(conn, tol: Decimal, disconnects: list[Finding]) -> TransactionPass:
+    """orphaned_transaction and post_cancellation_charge findings, and the newest import; fills each
+    disconnect's charges."""
     by_subscription = {f.subscription_id: f for f in disconnects}
     orphans: list[Finding] = []
     post_cancellation: dict[tuple, Finding] = {}
-    params = {"tol": tol, **_disconnect_params(disconnects), **_ended_params(conn)}
+    newest_import = None
+    hint = _newest_hint(conn)
+    params = {"tol": tol, **_disconnect_params(disconnects), **_ended_params(conn),
+              "newest_hint": hint if hint is not None else datetime.max.replace(tzinfo=UTC)}
     for r in _stream(conn, "transaction_findings", params):
+        if r.kind == NEWEST_IMPORT:          # the newest of the rows after the bound, else the bound itself
+            newest_import = max(filter(None, (r.transaction_date, hint)), default=None)
+            continue
         charge = Charge(r.transaction_id, r.transaction_date, r.amount, r.cur)
         if r.kind == ORPHANED_TRANSACTION:
             orphans.append(Finding(
@@ -139,7 +165,44 @@ def find_transaction_findings(conn, tol: Decimal, disconnects: list[Finding]) ->
                     billing_cycle=r.subscription_cycle, charges=[], action_paypal_id=r.paypal_id,
                 )
             post_cancellation[group].charges.append(charge)
-    return orphans + list(post_cancellation.values())
+    return TransactionPass(orphans + list(post_cancellation.values()), newest_import)
+
+
+def find_stale_import(conn, newest_import: datetime | None, now: datetime, stale_after_days: int) -> list[Finding]:
+    """stale_import: the newest import is older than `stale_after_days`, or transactions is empty while
+    subscriptions is not (the imports have stopped; every other finding may be out of date)."""
+    if newest_import is None:
+        if not conn.execute("select exists (select 1 from public.subscriptions)").fetchone()[0]:
+            return []                                       # an empty database is not a stopped import
+        detail = "no transaction imported, but subscriptions are: the imports have stopped or never ran"
+    else:
+        age = now - newest_import
+        if age <= timedelta(days=stale_after_days):
+            return []
+        detail = (f"newest transaction imported {newest_import.astimezone(UTC):%Y-%m-%d}, {age.days} days before"
+                  f" the scan (stale after {stale_after_days} days): every other finding may be out of date")
+    return [Finding(check=STALE_IMPORT, key="public.transactions", detail=detail)]
+
+
+@dataclass
+class CheckResults:
+    findings: list[Finding]
+    data_current_to: datetime | None    # the newest transactions.created_at
+
+
+def run_checks(conn: psycopg.Connection, tolerance: Decimal, *, stale_after_days: int = DEFAULT_STALE_AFTER_DAYS,
+               now: datetime | None = None) -> CheckResults:
+    """Every check of the registry against the production tables, read-only."""
+    findings = find_subscription_findings(conn, tolerance)
+    disconnects = [f for f in findings if f.check == BILLING_DISCONNECT]
+    transactions = find_transaction_findings(conn, tolerance, disconnects)
+    findings += transactions.findings
+    findings += find_stale_import(conn, transactions.newest_import, now or datetime.now(UTC), stale_after_days)
+    for finding in findings:
+        if finding.charges:
+            finding.charges.sort(key=lambda c: (c.date, str(c.transaction_id)))
+    attach_contacts(conn, findings)
+    return CheckResults(findings, transactions.newest_import)
 
 
 def attach_contacts(conn, findings: list[Finding]) -> None:
@@ -154,15 +217,3 @@ def attach_contacts(conn, findings: list[Finding]) -> None:
     }
     for finding in findings:
         finding.contact = contacts.get(finding.contact_id)
-
-
-def run_checks(conn: psycopg.Connection, tolerance: Decimal) -> list[Finding]:
-    """All seven checks of detection-rules.md against the production tables, read-only."""
-    findings = find_subscription_findings(conn, tolerance)
-    disconnects = [f for f in findings if f.check == BILLING_DISCONNECT]
-    findings += find_transaction_findings(conn, tolerance, disconnects)
-    for finding in findings:
-        if finding.charges:
-            finding.charges.sort(key=lambda c: (c.date, str(c.transaction_id)))
-    attach_contacts(conn, findings)
-    return findings

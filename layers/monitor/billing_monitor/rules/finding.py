@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import cached_property
@@ -55,7 +55,7 @@ class Finding:
     kajabi_canceled_at: datetime | None = None
     charges: list[Charge] | None = None   # billing_disconnect and post_cancellation_charge only
     action_paypal_id: str | None = None   # set when the suggested action is to cancel in PayPal
-    extra: dict = field(default_factory=dict)
+    detail: str | None = None             # a sentence for checks that are not about a row (stale_import)
 
     @cached_property
     def finding_id(self) -> str:             # check and key never change once a finding is made

@@ -9,8 +9,9 @@
 -- its contact's row fails the join filter: it is dated after that earliest end (which covers every
 -- unexplained candidate charge and a disconnect's candidate charges: they follow an ended match),
 -- it is linked to an ended subscription (of another contact: its own contact's row already covers
--- its own), or it is linked to a disconnect's PayPal subscription. The ended subscriptions come in
--- as array literals from ended_subscriptions.sql (hashed `= any` look-ups, no per-row join).
+-- its own), it is linked to a disconnect's PayPal subscription, or it was imported after
+-- newest_hint.sql's bound (a few rows, if any: the newest import is the bound or among them, see the
+-- last branch). The ended subscriptions come in as array literals from ended_subscriptions.sql (hashed `= any` look-ups, no per-row join).
 -- Stage 2 applies the exact rules to those few rows. A charge names its matching set by key:
 -- (subscription id, '#own') when it is for a subscriptions row, else (contact id, currency) with
 -- the amount within tolerance (it is a candidate).
@@ -20,7 +21,8 @@ disconnects as (
              as d(pid, contact_id, cur, amount, canceled_at)
 ),
 stage1 as materialized (
-    select t.id, t.contact_id, t.subscription_id, t.amount, t.transaction_date, t.status, t.source, t.currency
+    select t.id, t.contact_id, t.subscription_id, t.amount, t.transaction_date, t.status, t.source, t.currency,
+           t.created_at
     from public.transactions t
     where not exists (
         select 1
@@ -32,7 +34,9 @@ stage1 as materialized (
           and (ce.first_end is null or t.transaction_date <= ce.first_end)
           and not coalesce(t.transaction_date > %(first_end)s
                            and t.subscription_id = any(%(ended_id)s::uuid[]), false)
-          and not coalesce(t.subscription_id = any(%(d_pid)s::uuid[]), false))
+          and not coalesce(t.subscription_id = any(%(d_pid)s::uuid[]), false)
+          -- the rows imported after newest_hint.sql's bound come out too: the newest is the bound or among them
+          and t.created_at <= %(newest_hint)s)
 ),
 interesting as materialized (
     -- few rows: a primary-key look-up each (scalar subqueries), not a hash of the whole table
@@ -100,3 +104,6 @@ union all
 select 'unexplained_charge', u.id, u.contact_id, u.amount, u.cur, u.transaction_date, l.sid,
        l.paypal_id, l.kajabi_id_text, l.amount, l.cur, l.cycle
 from unexplained u join latest_ended l on l.id = u.id
+union all                                  -- stale_import: the newest import, from the same pass
+select 'newest_import', null, null, null, null, (select max(s1.created_at) from stage1 s1), null,
+       null, null, null, null, null
