@@ -17,7 +17,7 @@ from billing_monitor import db
 from billing_monitor.db import redact
 from billing_monitor.errors import MonitorError
 from billing_monitor.money import parse_tolerance
-from billing_monitor.report import build_report, render_table
+from billing_monitor.report import build_report, customer_label, render_table
 from billing_monitor.rules.registry import DEFAULT_STALE_AFTER_DAYS, SEVERITIES, at_least
 from billing_monitor.scan import DEFAULT_TOLERANCE, run_scan
 from billing_monitor.store import list_actions, list_scans, load_finding, open_store, save_scan
@@ -38,10 +38,32 @@ def _positive_days(text: str) -> int:
     return days
 
 
+DESCRIPTION = """\
+Checks the production billing tables (read-only) for problems, each reported as a finding:
+above all, customers PayPal still charges after they canceled in Kajabi. The owner approves
+canceling a finding's PayPal subscription; the deployed cancel function then carries it out."""
+EPILOG = "Run `billing-monitor COMMAND --help` for a command's options."
+DSN_HELP = ("the production database's DSN (connection string): postgresql://USER:PASSWORD@HOST:5432/DBNAME"
+            " with special characters in the password percent-encoded (@ as %%40), or key=value pairs such as"
+            f" host=HOST dbname=DBNAME user=USER password='...' (default: ${DSN_ENV})")
+
+
+def _production_dsn_help(use: str) -> str:
+    return f"the production database's DSN, as for scan; {use} (default: ${DSN_ENV})"
+
+
+STORE_DSN_HELP = (f"DSN of the database that keeps the monitor's own schema, billing_monitor (default: ${STORE_DSN_ENV},"
+                  " else the --dsn one)")
+
+
 def _add_output_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="table: for a person, starting with who was charged after canceling (default); json: the whole report,"
+                        " for programs")
     p.add_argument("--tolerance", default=str(DEFAULT_TOLERANCE),
-                   help="amount difference still counted as the same subscription (default 1.00)")
+                   help="how far apart two amounts may be, in the currency, and still count as the same price"
+                        " when matching a Kajabi subscription to a PayPal one or a charge to a subscription"
+                        " (default 1.00)")
     p.add_argument("--fail-on", choices=SEVERITIES, default=None,
                    help="exit 3 when a finding of this severity or worse is found")
     p.add_argument("--stale-after-days", type=_positive_days, default=DEFAULT_STALE_AFTER_DAYS, metavar="DAYS",
@@ -52,34 +74,38 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="billing-monitor", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    scan = sub.add_parser("scan", help="run the detection rules against the production database")
-    scan.add_argument("--dsn", default=None, help=f"PostgreSQL DSN (default: ${DSN_ENV})")
+    parser = argparse.ArgumentParser(prog="billing-monitor", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
+
+    def command(name: str, sentence: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=sentence, description=sentence[0].upper() + sentence[1:] + ".")
+
+    scan = command("scan", "check the production database now and print what it finds")
+    scan.add_argument("--dsn", default=None, help=DSN_HELP)
     scan.add_argument("--save", action="store_true",
                       help="record the scan in the billing_monitor schema, as the scheduled function does")
-    scan.add_argument("--store-dsn", default=None,
-                      help=f"DSN the monitor writes its own schema with (default: ${STORE_DSN_ENV}, else --dsn)")
+    scan.add_argument("--store-dsn", default=None, help=STORE_DSN_HELP)
     _add_output_options(scan)
-    history = sub.add_parser("history", help="recent saved scans with their counts and the money line")
-    history.add_argument("--store-dsn", default=None)
-    history.add_argument("--dsn", default=None, help="used when no store DSN is given")
-    history.add_argument("--limit", type=int, default=12)
-    approve = sub.add_parser("approve", help="approve canceling a finding's PayPal subscription (sends to the queue)")
-    approve.add_argument("finding_id")
+    history = command("history", "list the saved scans, newest first, with their counts and who was charged after canceling")
+    history.add_argument("--store-dsn", default=None, help=STORE_DSN_HELP)
+    history.add_argument("--dsn", default=None, help=_production_dsn_help("used when no store DSN is given"))
+    history.add_argument("--limit", type=int, default=12, help="how many scans to list (default 12)")
+    approve = command("approve", "approve canceling the PayPal subscription of one finding (sent to the approvals queue)")
+    approve.add_argument("finding_id", help="the finding's 16-character id, as the scan lists it")
     approve.add_argument("--by", required=True, metavar="EMAIL", help="who approves (must be on the allow-list)")
     approve.add_argument("--reason", default=None, help="recorded, and sent to PayPal (1-128 characters)")
     approve.add_argument("--force", action="store_true",
                          help="cancel even if a fresh scan no longer reports the finding")
     approve.add_argument("--dry-run", action="store_true", help="print the message instead of sending it")
     approve.add_argument("--queue-url", default=None, help=f"approvals queue (default: ${QUEUE_ENV})")
-    approve.add_argument("--dsn", default=None)
-    approve.add_argument("--store-dsn", default=None)
-    actions = sub.add_parser("actions", help="what was canceled or refused, and when")
-    actions.add_argument("--dsn", default=None)
-    actions.add_argument("--store-dsn", default=None)
-    actions.add_argument("--limit", type=int, default=50)
-    demo = sub.add_parser("demo", help="scan a synthetic copy of the first clean-up on an embedded Postgres")
+    approve.add_argument("--dsn", default=None, help=_production_dsn_help("scanned when no saved scan has the finding"))
+    approve.add_argument("--store-dsn", default=None, help=STORE_DSN_HELP)
+    actions = command("actions", "list what the cancel function canceled or refused, and when")
+    actions.add_argument("--dsn", default=None, help=_production_dsn_help("used when no store DSN is given"))
+    actions.add_argument("--store-dsn", default=None, help=STORE_DSN_HELP)
+    actions.add_argument("--limit", type=int, default=50, help="how many actions to list (default 50)")
+    demo = command("demo", "scan a synthetic copy of the first clean-up in an embedded PostgreSQL: no database needed")
     _add_output_options(demo)
     return parser
 
@@ -192,12 +218,18 @@ def cmd_approve(args) -> int:
         message = build_approval(finding, args.by, args.reason, args.force)
     except ApprovalRefused as exc:
         raise MonitorError(str(exc)) from None
-    charges = finding.get("charges") or {}
-    contact = finding.get("contact") or {}
-    print(f"{finding['check']} {finding['finding_id']}: {contact.get('name') or ''} <{contact.get('email', '?')}>,"
-          f" PayPal {message['paypal_subscription_id']}, {finding.get('amount')} {finding.get('currency')}"
-          f"/{finding.get('billing_cycle')}; charged {charges.get('count', 0)}x after canceling,"
-          f" {charges.get('total', '0.00')} {finding.get('currency')}", file=sys.stderr)
+    charges = finding.get("charges")
+    price = "" if finding.get("amount") is None else (
+        f", {finding['amount']} {finding.get('currency') or ''}".rstrip()
+        + (f"/{finding['billing_cycle']}" if finding.get("billing_cycle") else ""))
+    if charges and charges.get("count"):         # only a finding about charges after canceling has them
+        charged = f"; charged {charges['count']}x after canceling, {charges['total']} {finding.get('currency')}"
+    elif charges is not None:
+        charged = "; not charged after canceling (yet)"
+    else:
+        charged = ""
+    print(f"{finding['check']} {finding['finding_id']}: {customer_label(finding.get('contact'))},"
+          f" PayPal {message['paypal_subscription_id']}{price}{charged}", file=sys.stderr)
     if args.dry_run:
         print(json.dumps(message, indent=2))
         return EXIT_OK
