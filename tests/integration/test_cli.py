@@ -258,7 +258,8 @@ def test_approve_sends_to_the_queue(demo_db, capsys, monkeypatch):
         run_cli(capsys, "scan", "--dsn", demo_db, "--save", "--format", "json")   # found in the saved scan
         code, out, err = run_cli(capsys, "approve", "9caf898b303ad6c9", "--by", "owner@example.com",
                                  "--reason", "Left in July", "--dsn", demo_db, "--queue-url", url)
-        assert code == 0, err and "Approval sent" in out
+        assert code == 0, err
+        assert "Approval sent" in out
         [sent] = sqs.receive_message(QueueUrl=url)["Messages"]
         body = json.loads(sent["Body"])
         assert (body["finding_id"], body["paypal_subscription_id"], body["reason"]) == (
@@ -278,17 +279,18 @@ def test_approve_errors(demo_db, capsys, monkeypatch, argv, needle):
     assert "Traceback" not in err
 
 
-def test_approve_a_finding_without_a_cancel_action_needs_force(demo_db, capsys):
+def test_approve_a_finding_without_a_cancel_action_is_refused_even_forced(demo_db, capsys):
     report = json.loads(run_cli(capsys, "scan", "--dsn", demo_db, "--format", "json")[1])
     duplicate = next(f for f in report["findings"] if f["check"] == "duplicate_subscription")
     code, _, err = run_cli(capsys, "approve", duplicate["finding_id"], "--by", "o@example.com", "--dsn", demo_db,
                            "--dry-run")
     assert code == 1
     assert "suggests no PayPal cancellation" in err
-    code, out, _ = run_cli(capsys, "approve", duplicate["finding_id"], "--by", "o@example.com", "--dsn", demo_db,
-                           "--dry-run", "--force")
-    assert code == 0
-    assert json.loads(out)["force"] is True
+    code, out, err = run_cli(capsys, "approve", duplicate["finding_id"], "--by", "o@example.com", "--dsn", demo_db,
+                             "--dry-run", "--force")
+    assert code == 1                                        # force never makes a finding ask to cancel
+    assert out == ""
+    assert "--force only skips the re-check of a finding that does" in err
 
 
 def test_saving_uses_its_own_role_while_the_scan_stays_read_only(demo_db, reader_dsn, capsys):

@@ -25,10 +25,15 @@ def test_a_paypal_only_finding_is_not_said_to_be_charged_0x(prod, capsys):
     c = prod.contact(email="ada@example.com", first="Ada", last="Lovelace")
     prod.paypal(c, paypal="I-PAYPALONLY0001", amount="22.00")
     finding = only(prod.scan(), "paypal_only")
-    line = approve_dry_run(capsys, prod.dsn, finding["finding_id"], "--force")
-    assert line.startswith(f"paypal_only {finding['finding_id']}: Ada Lovelace <ada@example.com>,"
-                           " PayPal I-PAYPALONLY0001, 22.00 USD/month")
-    assert "charged" not in line
+    code = main(["approve", finding["finding_id"], "--by", "owner@example.com", "--dsn", prod.dsn, "--dry-run",
+                 "--force"])
+    out, err = capsys.readouterr()
+    assert code == 1                                  # a paying member: even --force does not cancel them
+    assert out == ""
+    line, error = err.strip().splitlines()
+    assert line == (f"paypal_only {finding['finding_id']}: Ada Lovelace <ada@example.com>,"
+                    " PayPal I-PAYPALONLY0001, 22.00 USD/month")
+    assert "suggests no PayPal cancellation" in error
 
 
 def test_a_disconnect_not_charged_yet_says_so(prod, capsys):

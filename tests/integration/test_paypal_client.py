@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from billing_monitor.paypal import PayPalClient, PayPalError, PayPalNotFound, PayPalTransient
+from billing_monitor.paypal import (
+    PayPalClient,
+    PayPalCredentialsRejected,
+    PayPalError,
+    PayPalNotFound,
+    PayPalTransient,
+)
 from tests.support.fake_paypal import CLIENT_ID, CLIENT_SECRET, FakePayPal
 
 
@@ -101,7 +107,7 @@ def test_timeout_before_cancel_reads_back_then_cancels(paypal):
     paypal.faults["cancel"] = ["timeout"]
     result = client(paypal).cancel_subscription("I-SLOW0002", "r")
     assert result.outcome == "canceled"
-    assert result.detail.endswith("(204)")
+    assert result.detail == "PayPal canceled the subscription (204); reads back CANCELLED"
     assert len(paypal.cancel_calls()) == 2
     assert paypal.subscriptions["I-SLOW0002"] == "CANCELLED"
 
@@ -121,11 +127,11 @@ def test_get_retries_5xx(paypal):
     assert client(paypal).get_subscription("I-FLAKY0001")["status"] == "ACTIVE"
 
 
-def test_bad_id_and_bad_credentials_are_permanent(paypal):
+def test_a_bad_id_is_permanent_bad_credentials_are_retried_and_alarmed(paypal):
     with pytest.raises(PayPalError, match="not a PayPal subscription id"):
         client(paypal).get_subscription("../../v1/oauth2/token")
     bad = PayPalClient(paypal.url, CLIENT_ID, "wrong", backoff_s=0.01)
-    with pytest.raises(PayPalError, match="refused the client credentials") as raised:
+    with pytest.raises(PayPalCredentialsRejected, match="refused the client credentials") as raised:
         bad.get_subscription("I-ANY0001")
-    assert not raised.value.transient
+    assert raised.value.transient          # a configuration to fix: retried, then the DLQ's alarm, never a refusal
     assert "wrong" not in str(raised.value)

@@ -4,7 +4,8 @@ The OpenAPI description (tests/data/paypal/billing_subscriptions_v1.json, PayPal
 subscriptions call with openapi-core; anything off-spec is recorded in `violations` and answered 400.
 /v1/oauth2/token is not in that spec: it checks Basic auth and the form body by hand.
 Faults can be queued per operation: 429, 500, "timeout" (nothing done, no answer in time),
-"500-after-cancel" and "timeout-after-cancel" (the cancel is done, the answer is lost).
+"500-after-cancel" and "timeout-after-cancel" (the cancel is done, the answer is lost),
+"204-but-still-active" (the answer says done, the subscription stays ACTIVE).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 import uuid
 import warnings
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -80,6 +82,7 @@ class FakePayPal(LoopbackServer):
     def __init__(self, token_ttl_s: int = 32400):
         super().__init__()
         self.subscriptions: dict[str, str] = {}       # id -> status
+        self.status_changes: dict[str, tuple[str, str]] = {}   # id -> (status_change_note, status_update_time)
         self.calls: list[tuple[str, str, dict | None]] = []
         self.violations: list[str] = []
         self.faults: dict[str, list] = {"get": [], "cancel": [], "token": []}
@@ -95,7 +98,13 @@ class FakePayPal(LoopbackServer):
 
     def add(self, subscription_id: str, status: str = "ACTIVE") -> str:
         self.subscriptions[subscription_id] = status
+        self.status_changes.pop(subscription_id, None)
         return subscription_id
+
+    def cancel_in_paypal(self, subscription_id: str, note: str, when: str = "2026-11-02T10:00:00Z") -> None:
+        """What the owner (or another tool) does in PayPal's own site."""
+        self.subscriptions[subscription_id] = "CANCELLED"
+        self.status_changes[subscription_id] = (note, when)
 
     def cancel_calls(self, subscription_id: str | None = None) -> list:
         return [c for c in self.calls if c[0] == "cancel" and (subscription_id is None or c[1] == subscription_id)]
@@ -136,9 +145,12 @@ class FakePayPal(LoopbackServer):
                                                                           "description": NOT_FOUND_TEXT}]},
                              spec_request=spec_request)
         if operation == "get":
-            return self.send(http, 200, {"id": subscription_id, "plan_id": "P-5ML4271244454362WXNWU5NQ",
-                                         "status": status, "start_time": "2023-01-16T00:00:00Z"},
-                             spec_request=spec_request)
+            subscription = {"id": subscription_id, "plan_id": "P-5ML4271244454362WXNWU5NQ", "status": status,
+                            "start_time": "2023-01-16T00:00:00Z"}
+            if subscription_id in self.status_changes:
+                note, when = self.status_changes[subscription_id]
+                subscription.update(status_change_note=note, status_update_time=when)
+            return self.send(http, 200, subscription, spec_request=spec_request)
         if status not in ("ACTIVE", "SUSPENDED"):
             return self.send(http, 422, {"name": "UNPROCESSABLE_ENTITY", "debug_id": "d422",
                                          "message": UNPROCESSABLE_TEXT,
@@ -146,7 +158,11 @@ class FakePayPal(LoopbackServer):
                                                       "description": "Invalid subscription status for cancel action;"
                                                                      " subscription status should be active or suspended."}]},
                              spec_request=spec_request)
+        if fault == "204-but-still-active":          # PayPal says done; the subscription says otherwise
+            return self.send(http, 204, None, spec_request=spec_request)
         self.subscriptions[subscription_id] = "CANCELLED"
+        self.status_changes[subscription_id] = (json.loads(body)["reason"],
+                                                datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
         if fault == "500-after-cancel":              # done, but the answer says otherwise
             return self.send(http, 500, {"name": "INTERNAL_SERVER_ERROR", "message": "injected"}, spec=False)
         if fault == "timeout-after-cancel":          # done, but the answer never arrives in time

@@ -63,13 +63,14 @@ def test_bad_numbers_are_named():
         ScanSettings.from_env(env={"BILLING_MONITOR_DSN": "x", "BILLING_MONITOR_TOLERANCE": "-1"})
 
 
-CANCEL_ENV = {"BILLING_MONITOR_DSN": "postgresql://u:hunter2@h/d", "BILLING_MONITOR_APPROVERS": " Owner@Example.com ,x@y.z",
+OWNER, ROLE = "arn:aws:iam::123456789012:user/owner", "arn:aws:iam::123456789012:role/team/approver"
+CANCEL_ENV = {"BILLING_MONITOR_DSN": "postgresql://u:hunter2@h/d", "BILLING_MONITOR_APPROVER_ARNS": f" {OWNER} ,{ROLE}",
               "PAYPAL_CLIENT_ID": "id-1", "PAYPAL_CLIENT_SECRET": "pp-secret", "IDEMPOTENCY_TABLE": "idem"}
 
 
 def test_cancel_settings_read_approvers_and_paypal():
     settings = CancelSettings.from_env(env=CANCEL_ENV)
-    assert settings.approvers == frozenset({"owner@example.com", "x@y.z"})
+    assert settings.approver_arns == (OWNER, ROLE)
     assert settings.paypal_base_url == "https://api-m.sandbox.paypal.com"
     assert CancelSettings.from_env(env={**CANCEL_ENV, "PAYPAL_ENVIRONMENT": "live"}).paypal_base_url == (
         "https://api-m.paypal.com")
@@ -82,10 +83,15 @@ def test_cancel_settings_read_approvers_and_paypal():
 
 def test_cancel_settings_name_every_problem_at_once():
     with pytest.raises(MonitorError) as raised:
-        CancelSettings.from_env(env={**CANCEL_ENV, "BILLING_MONITOR_APPROVERS": " , ", "PAYPAL_ENVIRONMENT": "prod",
+        CancelSettings.from_env(env={**CANCEL_ENV, "BILLING_MONITOR_APPROVER_ARNS": " , ", "PAYPAL_ENVIRONMENT": "prod",
                                      "PAYPAL_CLIENT_SECRET": ""})
     message = str(raised.value)
-    assert "BILLING_MONITOR_APPROVERS is empty: nobody could approve a cancellation" in message
+    assert "BILLING_MONITOR_APPROVER_ARNS is empty: nobody could approve a cancellation" in message
     assert "PAYPAL_ENVIRONMENT" in message
     assert "'prod'" in message
     assert "PAYPAL_CLIENT_SECRET is not configured" in message
+
+
+def test_an_approver_that_is_not_a_user_or_role_arn_is_named():
+    with pytest.raises(MonitorError, match=r"not an IAM user or role ARN: 'owner@example\.com'"):
+        CancelSettings.from_env(env={**CANCEL_ENV, "BILLING_MONITOR_APPROVER_ARNS": f"{OWNER},owner@example.com"})

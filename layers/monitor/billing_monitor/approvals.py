@@ -11,6 +11,7 @@ from pydantic import ConfigDict
 from billing_monitor.rules.registry import CANCEL_PAYPAL_SUBSCRIPTION, PAYPAL_ID_PATTERN
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+STORED_BODY_LIMIT = 4096     # characters of a message body kept in the audit table
 
 
 class ApprovalMessage(BaseModel):
@@ -42,16 +43,13 @@ class ApprovalRefused(Exception):
 def build_approval(finding: dict, approved_by: str, reason: str | None = None, force: bool = False) -> dict:
     """The message `billing-monitor approve` sends for a finding."""
     action = finding.get("action") or {}
-    if action.get("type") != CANCEL_PAYPAL_SUBSCRIPTION and not force:
-        raise ApprovalRefused(f"finding {finding['finding_id']} ({finding['check']}) suggests no PayPal cancellation")
-    paypal_id = action.get("paypal_subscription_id") or finding.get("paypal_subscription_id")
-    if not paypal_id:
-        raise ApprovalRefused(f"finding {finding['finding_id']} names no PayPal subscription")
-    if not reason and finding.get("kajabi_canceled_at"):
-        reason = f"Canceled in Kajabi on {finding['kajabi_canceled_at'][:10]}; still charged by PayPal"
+    if action.get("type") != CANCEL_PAYPAL_SUBSCRIPTION:     # --force never makes a finding ask to cancel
+        raise ApprovalRefused(f"finding {finding['finding_id']} ({finding['check']}) suggests no PayPal cancellation"
+                              + ("; --force only skips the re-check of a finding that does" if force else ""))
+    paypal_id = action["paypal_subscription_id"]
     message = {"action": CANCEL_PAYPAL_SUBSCRIPTION, "finding_id": finding["finding_id"],
                "paypal_subscription_id": paypal_id, "approved_by": approved_by,
-               "reason": reason or "Charged after canceling; approved in billing-monitor"}
+               "reason": reason or default_reason(finding)}
     if force:
         message["force"] = True
     try:
@@ -61,25 +59,40 @@ def build_approval(finding: dict, approved_by: str, reason: str | None = None, f
     return message
 
 
+def default_reason(finding: dict) -> str:
+    """What the report says about the finding, in PayPal's 128 characters: nothing it does not say."""
+    charges = finding.get("charges") or {}
+    charged = bool(charges.get("count"))
+    if finding.get("kajabi_canceled_at"):
+        canceled = f"Canceled in Kajabi on {finding['kajabi_canceled_at'][:10]}"
+        return f"{canceled}; still charged by PayPal" if charged else f"{canceled}; PayPal would bill at the next cycle"
+    if charged:
+        return f"Charged {charges['count']}x after the subscription ended; approved in billing-monitor"
+    return f"Approved in billing-monitor ({finding['check']})"
+
+
+def stored_body(body: str, limit: int = STORED_BODY_LIMIT):
+    """A message body for the audit table: its JSON when it is small JSON, else its first `limit`
+    characters, with its length noted when it was cut."""
+    if len(body) > limit:
+        return {"raw": body[:limit], "length": len(body), "cut": True}
+    try:
+        return json.loads(body)
+    except ValueError:
+        return {"raw": body}
+
+
 def describe(exc: ValidationError) -> str:
     """'approved_by: String should match pattern ...; reason: ...' (the first five problems)."""
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
 
 
-def parse_approval(body: str, approvers: frozenset[str]) -> ApprovalMessage:
-    """Validate an SQS message body. Raises ApprovalRefused naming every problem."""
+def parse_approval(body: str) -> ApprovalMessage:
+    """Validate an SQS message body. Raises ApprovalRefused naming every problem.
+
+    `approved_by` is a label; who sent the message is checked on its SenderId (approvers.py).
+    """
     try:
-        approval = parse(event=body, model=ApprovalMessage)  # Powertools Parser
+        return parse(event=body, model=ApprovalMessage)  # type: ignore[call-overload]  # Powertools Parser: str too
     except ValidationError as exc:
         raise ApprovalRefused(f"malformed approval: {describe(exc)}") from None
-    if approval.approved_by.lower() not in approvers:
-        raise ApprovalRefused(f"approver {approval.approved_by} is not on the allow-list")
-    return approval
-
-
-def raw_body(body: str):
-    """The body as it arrived, for the audit row: parsed JSON when it is JSON, else the text."""
-    try:
-        return json.loads(body)
-    except ValueError:
-        return {"raw": body[:4000]}

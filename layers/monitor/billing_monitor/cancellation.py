@@ -1,4 +1,5 @@
-"""Approved cancellations: re-check, cancel in PayPal once, record and mark the row, tell Slack.
+"""Approved cancellations: check the sender, re-check the finding, cancel in PayPal once, read it back,
+record it and mark the row, tell Slack.
 
 This is the only code that writes to a production table: it marks the canceled subscription row
 (status, canceled_at, updated_at), in the same transaction as the audit row of what was done.
@@ -7,15 +8,17 @@ This is the only code that writes to a production table: it marks the canceled s
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
-from billing_monitor.approvals import ApprovalMessage, raw_body
+from billing_monitor.approvals import ApprovalMessage, stored_body
+from billing_monitor.approvers import Principal, verified_sender
 from billing_monitor.paypal import PayPalClient, PayPalError, PayPalTransient
 from billing_monitor.report import build_report, customer_label
 from billing_monitor.scan import run_scan
 from billing_monitor.settings import CancelSettings
-from billing_monitor.store import load_finding, open_store, record_action
-from billing_monitor.store.actions import REFUSED
+from billing_monitor.store import ActionRecord, load_finding, open_store, record_action
+from billing_monitor.store.actions import ALREADY_CANCELED, CANCELED, REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -25,63 +28,147 @@ def paypal_client_for(settings: CancelSettings) -> PayPalClient:
                         settings.paypal_client_secret.get_secret_value(), backoff_s=settings.http_backoff_s)
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One SQS record as it arrived: the proof of who sent it is SQS's SenderId, not the body."""
+    message_id: str
+    body: str
+    sender_id: str | None
+
+
+class CancellationNotRecorded(Exception):
+    """PayPal canceled, and recording it failed: the retry finds it canceled and records it as this approval's."""
+
+    paypal_changed = "yes: PayPal canceled the subscription"
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
 class CancellationService:
-    """Handles approvals for one batch (the fresh scan used for re-checks is made once per batch)."""
+    """Handles the approvals of one batch (the fresh scan used for re-checks is made once per batch)."""
 
-    def __init__(self, settings: CancelSettings, paypal: PayPalClient, notify: Callable[[str], None] | None = None):
+    def __init__(self, settings: CancelSettings, paypal: PayPalClient, approvers: Iterable[Principal],
+                 notify: Callable[[str], None] | None = None):
         self.settings, self.paypal, self.notify = settings, paypal, notify
-        self._targets: dict[str, dict] | None = None
+        self.approvers = tuple(approvers)
+        self._fresh: dict[str, dict] | None = None
+        self.paypal_progress: dict[str, str] = {}     # approval key -> how far PayPal got (for failure lines)
 
-    def current_findings(self) -> dict[str, dict]:
-        """finding_id -> finding, from a fresh read-only scan, for the findings that suggest a cancel."""
-        if self._targets is None:
+    # ------------------------------------------------------------------ what is true now
+
+    def fresh_findings(self) -> dict[str, dict]:
+        """finding_id -> finding, every finding of a fresh read-only scan."""
+        if self._fresh is None:
             report = build_report(run_scan(self.settings.dsn_value, self.settings.tolerance))
-            self._targets = {f["finding_id"]: f for f in report["findings"] if f["action"]}
-        return self._targets
+            self._fresh = {f["finding_id"]: f for f in report["findings"]}
+        return self._fresh
 
     def _store(self):
         return open_store(self.settings.store_dsn_value, application_name="billing-monitor-cancel")
 
-    def refuse(self, key: str, approval: ApprovalMessage | None, reason: str, message) -> dict:
+    def verified_sender(self, delivery: Delivery) -> Principal | None:
+        return verified_sender(delivery.sender_id, self.approvers)
+
+    # ------------------------------------------------------------------ outcomes
+
+    def refuse(self, delivery: Delivery, approval: ApprovalMessage | None, reason: str,
+               sender: Principal | None = None) -> dict:
+        key = approval.idempotency_key if approval else f"message:{delivery.message_id}"
         with self._store() as conn:
-            result = record_action(conn, key=key, approval=approval, outcome=REFUSED, detail=reason, message=message)
+            result = record_action(conn, ActionRecord(
+                key=key, outcome=REFUSED, detail=reason, approval=approval, message=stored_body(delivery.body),
+                message_length=len(delivery.body), sender_id=delivery.sender_id, sender_arn=sender and sender.arn))
         self._tell(f":no_entry: Refused: {reason}"
                    + (f" (finding {approval.finding_id}, approved by {approval.approved_by})" if approval else ""))
-        log.warning("approval refused", extra={"reason": reason, "key": key})
+        log.warning("approval refused", extra={"reason": reason, "key": key, "message_id": delivery.message_id})
         return {**result, "key": key}
 
-    def refuse_malformed(self, body: str, message_id: str, reason: str) -> dict:
-        return self.refuse(f"message:{message_id}", None, reason, raw_body(body))
-
-    def handle(self, approval: ApprovalMessage) -> dict:
-        key, message = approval.idempotency_key, approval.model_dump()
-        finding = self.current_findings().get(approval.finding_id)
-        if not approval.force:
-            if finding is None:
-                with self._store() as conn:
-                    known = load_finding(conn, approval.finding_id)
-                why = ("is not a problem any more (a fresh scan does not report it)" if known
-                       else "is unknown (no saved or fresh scan reports it)")
-                return self.refuse(key, approval, f"finding {approval.finding_id} {why}", message)
-            if finding["action"]["paypal_subscription_id"] != approval.paypal_subscription_id:
-                return self.refuse(key, approval, f"finding {approval.finding_id} is about PayPal"
-                                   f" {finding['action']['paypal_subscription_id']}, not {approval.paypal_subscription_id}",
-                                   message)
+    def handle(self, approval: ApprovalMessage, delivery: Delivery, sender: Principal) -> dict:
+        """Cancel the approval's PayPal subscription if it still needs it (or `force` may skip that re-check)."""
+        key = approval.idempotency_key
+        checked = self.recheck(approval)
+        if isinstance(checked, str):
+            return self.refuse(delivery, approval, checked, sender)
+        finding, reason = checked
+        self.paypal_progress[key] = "unknown: the cancel may have been sent"
         try:
-            result = self.paypal.cancel_subscription(approval.paypal_subscription_id, approval.paypal_reason)
+            result = self.paypal.cancel_subscription(approval.paypal_subscription_id, reason)
         except PayPalTransient:
-            raise                                   # SQS tries again, then the DLQ
+            raise                                   # SQS tries again, then the DLQ (and its alarm)
         except PayPalError as exc:                  # no such subscription, not active, refused: permanent
-            return self.refuse(key, approval, str(exc), message)
-        with self._store() as conn:
-            recorded = record_action(conn, key=key, approval=approval, outcome=result.outcome, detail=result.detail,
-                                   message=message, paypal_before=result.status_before,
-                                   paypal_after=result.status_after)
-        who = customer_label(finding.get("contact")) if finding else None
-        self._tell(f":white_check_mark: PayPal {approval.paypal_subscription_id}"
-                   f"{f' ({who})' if who else ''}: {result.outcome.replace('_', ' ')}, approved by"
-                   f" {approval.approved_by}. {result.detail}")
+            self.paypal_progress[key] = "no"
+            return self.refuse(delivery, approval, str(exc), sender)
+        self.paypal_progress[key] = f"yes: PayPal shows {result.status_after}"
+        outcome, detail = result.outcome, result.detail
+        if outcome == ALREADY_CANCELED and result.status_note == reason:
+            # canceled with this approval's own words: a delivery before this one did it, and its record failed
+            outcome = CANCELED
+            detail = f"canceled by this approval at {result.status_changed_at} (recorded on a later delivery)"
+        try:
+            with self._store() as conn:
+                recorded = record_action(conn, ActionRecord(
+                    key=key, outcome=outcome, detail=detail, approval=approval, message=stored_body(delivery.body),
+                    message_length=len(delivery.body), sender_id=delivery.sender_id, sender_arn=sender.arn,
+                    paypal_before=result.status_before, paypal_after=result.status_after,
+                    paypal_canceled_at=result.status_changed_at, reason=reason))
+        except Exception as exc:
+            raise CancellationNotRecorded(f"PayPal {approval.paypal_subscription_id} is {result.status_after},"
+                                          f" but recording it failed: {first_line(exc)}") from exc
+        self._tell(self.done_line(approval, finding, outcome, sender, detail))
         return {**recorded, "key": key, "paypal_status_before": result.status_before}
+
+    def recheck(self, approval: ApprovalMessage) -> tuple[dict | None, str] | str:
+        """(the finding, the reason PayPal is given) when the approval may go ahead, else why it may not.
+
+        `force` skips the fresh scan's verdict only for a finding that a saved scan reported with a
+        cancellation of this very PayPal id, and that no other finding is now about.
+        """
+        fid, pid = approval.finding_id, approval.paypal_subscription_id
+        fresh = self.fresh_findings()
+        finding = fresh.get(fid)
+        if finding is not None and finding["action"]:
+            if finding["action"]["paypal_subscription_id"] != pid:
+                return f"finding {fid} is about PayPal {finding['action']['paypal_subscription_id']}, not {pid}"
+            return finding, approval.paypal_reason
+        with self._store() as conn:
+            saved = load_finding(conn, fid)
+        why = (f"a fresh scan reports it as {finding['check']}, which suggests no cancellation" if finding
+               else "a fresh scan does not report it")
+        if not approval.force:
+            if saved is None and finding is None:
+                return f"finding {fid} is unknown (no saved or fresh scan reports it)"
+            return f"finding {fid} is not a problem any more ({why})"
+        if saved is None:
+            return f"force refused: finding {fid} is unknown (no saved scan reported it)"
+        saved_finding = saved[0]
+        action = saved_finding.get("action")
+        if not action:
+            return f"force refused: finding {fid} ({saved_finding['check']}) never suggested a cancellation"
+        if action["paypal_subscription_id"] != pid:
+            return f"force refused: finding {fid} is about PayPal {action['paypal_subscription_id']}, not {pid}"
+        others = [f for f in fresh.values() if f["finding_id"] != fid and pid in (
+            f.get("paypal_subscription_id"), (f.get("action") or {}).get("paypal_subscription_id"))]
+        if others:
+            return (f"force refused: PayPal {pid} is now reported as {others[0]['check']}"
+                    f" (finding {others[0]['finding_id']})")
+        return saved_finding, f"Forced by {approval.approved_by}: {why}"[:128]
+
+    def done_line(self, approval: ApprovalMessage, finding: dict | None, outcome: str, sender: Principal,
+                  detail: str) -> str:
+        """Slack: who, which PayPal subscription, the money it was charging, who approved, what PayPal shows."""
+        who = customer_label(finding.get("contact")) if finding else "(customer unknown)"
+        money = ""
+        if finding and finding.get("amount"):
+            money = f", {finding['amount']} {finding['currency']}/{finding.get('billing_cycle') or '?'}"
+            charges = finding.get("charges") or {}
+            if charges.get("count"):
+                money += f"; charged {charges['count']}x after canceling, {charges['total']} {finding['currency']}"
+        return (f":white_check_mark: {outcome.replace('_', ' ').capitalize()}: {who}, PayPal"
+                f" {approval.paypal_subscription_id}{money}. Approved by {approval.approved_by}"
+                f" (sent by {sender.arn}){' (forced)' if approval.force else ''}. {detail}")
 
     def _tell(self, text: str) -> None:
         if self.notify is None:
@@ -89,4 +176,4 @@ class CancellationService:
         try:
             self.notify(text)
         except Exception as exc:  # noqa: BLE001 - Slack never decides the outcome of a cancellation
-            log.error("Slack notification failed", extra={"error": str(exc)})
+            log.error("Slack notification failed", extra={"error": first_line(exc)})

@@ -214,10 +214,6 @@ def cmd_approve(args) -> int:
     from billing_monitor.approvals import ApprovalRefused, build_approval
 
     finding = find_finding(args)
-    try:
-        message = build_approval(finding, args.by, args.reason, args.force)
-    except ApprovalRefused as exc:
-        raise MonitorError(str(exc)) from None
     charges = finding.get("charges")
     price = "" if finding.get("amount") is None else (
         f", {finding['amount']} {finding.get('currency') or ''}".rstrip()
@@ -228,8 +224,13 @@ def cmd_approve(args) -> int:
         charged = "; not charged after canceling (yet)"
     else:
         charged = ""
-    print(f"{finding['check']} {finding['finding_id']}: {customer_label(finding.get('contact'))},"
-          f" PayPal {message['paypal_subscription_id']}{price}{charged}", file=sys.stderr)
+    paypal_id = finding.get("paypal_subscription_id")
+    print(f"{finding['check']} {finding['finding_id']}: {customer_label(finding.get('contact'))}"
+          f"{f', PayPal {paypal_id}' if paypal_id else ''}{price}{charged}", file=sys.stderr)
+    try:
+        message = build_approval(finding, args.by, args.reason, args.force)
+    except ApprovalRefused as exc:
+        raise MonitorError(str(exc)) from None
     if args.dry_run:
         print(json.dumps(message, indent=2))
         return EXIT_OK
@@ -239,12 +240,38 @@ def cmd_approve(args) -> int:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
+    sqs = boto3.client("sqs")
+    check_approver_identity(sqs, boto3.client("sts"), queue_url)
     try:
-        sent = boto3.client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(message))
+        sent = sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(message))
     except (BotoCoreError, ClientError) as exc:
         raise MonitorError(f"could not send the approval to {queue_url}: {exc}") from None
     print(f"Approval sent (message {sent['MessageId']}); `billing-monitor actions` shows the outcome.")
     return EXIT_OK
+
+
+def check_approver_identity(sqs, sts, queue_url: str) -> None:
+    """Tell the owner before sending when the queue would not take the message from who they are now.
+
+    The approvals queue's policy names the approvers (the template's ApproverPrincipals); the cancel function
+    checks the same list on every message's sender, so sending as anyone else could only be refused.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from billing_monitor.approvers import allowed_senders, caller_as_principal_arn, same_principal
+
+    try:
+        caller = caller_as_principal_arn(sts.get_caller_identity()["Arn"])
+        policy = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["Policy"]).get("Attributes", {}).get("Policy")
+    except (BotoCoreError, ClientError) as exc:
+        print(f"billing-monitor: warning: could not check that you may approve ({type(exc).__name__});"
+              " sending anyway: the queue and the cancel function check it", file=sys.stderr)
+        return
+    allowed = allowed_senders(policy)
+    if allowed is not None and not any(same_principal(caller, arn) for arn in allowed):
+        raise MonitorError(f"you are {caller}, and the approvals queue accepts approvals only from"
+                           f" {', '.join(allowed)}: use one of those identities (AWS_PROFILE), or have the stack's"
+                           " ApproverPrincipals include yours")
 
 
 def cmd_actions(args) -> int:

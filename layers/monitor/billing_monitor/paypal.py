@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import requests
@@ -48,12 +49,23 @@ class PayPalTransient(PayPalError):
     transient = True
 
 
+class PayPalCredentialsRejected(PayPalTransient):
+    """PayPal refused the app's credentials or its permissions (401/403): a configuration to fix (a rotated
+    secret, a missing scope), never a judgement on the approval. Retried, then dead-lettered with an alarm."""
+
+
+class PayPalCancelNotConfirmed(PayPalTransient):
+    """PayPal answered the cancel as done, but reading the subscription back shows another status."""
+
+
 @dataclass(frozen=True)
 class CancelResult:
     outcome: str            # "canceled" (this call, or an earlier one whose answer was lost) or "already_canceled"
     status_before: str | None
-    status_after: str | None
+    status_after: str | None      # as read back from PayPal
     detail: str
+    status_note: str | None = None       # PayPal's status_change_note (the reason given when it was canceled)
+    status_changed_at: str | None = None  # PayPal's status_update_time
 
 
 @dataclass
@@ -64,7 +76,7 @@ class PayPalClient:
     timeout: tuple[float, float] = DEFAULT_TIMEOUT
     backoff_s: float = 0.5
     cancel_attempts: int = 4
-    sleep: callable = time.sleep
+    sleep: Callable[[float], None] = time.sleep
     _session: requests.Session = field(default=None, repr=False)
     _plain: requests.Session = field(default=None, repr=False)
     _token: str | None = field(default=None, repr=False)
@@ -93,7 +105,8 @@ class PayPalClient:
             if answer.status_code in (429,) or answer.status_code >= 500:
                 raise PayPalTransient(f"PayPal token endpoint answered {answer.status_code}")
             if answer.status_code != 200:
-                raise PayPalError(f"PayPal refused the client credentials ({answer.status_code})")
+                raise PayPalCredentialsRejected(f"PayPal refused the client credentials ({answer.status_code}):"
+                                                " check PAYPAL_CLIENT_ID / PAYPAL_CLIENT_SECRET and the environment")
             body = answer.json()
             self._token = body["access_token"]
             self._token_expires = time.monotonic() + float(body.get("expires_in", 0))
@@ -126,16 +139,30 @@ class PayPalClient:
                 raise PayPalNotFound(f"PayPal has no subscription {subscription_id}")
             if answer.status_code == 429 or answer.status_code >= 500:
                 raise PayPalTransient(f"PayPal answered {answer.status_code} reading {subscription_id}")
+            if answer.status_code == 403:
+                raise PayPalCredentialsRejected(f"PayPal denied reading {subscription_id} (403): the REST app lacks"
+                                                " the subscriptions permission")
             raise PayPalError(f"PayPal answered {answer.status_code} reading {subscription_id}: {_issue(answer)}")
-        raise PayPalError("PayPal rejected a fresh access token (401)")
+        raise PayPalCredentialsRejected("PayPal rejected a fresh access token (401)")
+
+    def _read_back(self, subscription_id: str, before: str | None, detail: str) -> CancelResult:
+        """After PayPal says a cancel is done: read the subscription and trust what it shows."""
+        now = self.get_subscription(subscription_id)
+        if now.get("status") not in ENDED:
+            raise PayPalCancelNotConfirmed(f"PayPal answered the cancel of {subscription_id} as done, but the"
+                                           f" subscription reads back {now.get('status')}")
+        return CancelResult("canceled", before, now["status"], f"{detail}; reads back {now['status']}",
+                            now.get("status_change_note"), now.get("status_update_time"))
 
     def cancel_subscription(self, subscription_id: str, reason: str) -> CancelResult:
         """Cancel once. Reads the subscription first; an ended one is 'already_canceled'."""
         _check_id(subscription_id)
         reason = (reason or "Canceled by billing-monitor").strip()[:128] or "Canceled by billing-monitor"
-        before = self.get_subscription(subscription_id).get("status")
+        current = self.get_subscription(subscription_id)
+        before = current.get("status")
         if before in ENDED:
-            return CancelResult("already_canceled", before, before, f"PayPal already shows {before}")
+            return CancelResult("already_canceled", before, before, f"PayPal already shows {before}",
+                                current.get("status_change_note"), current.get("status_update_time"))
         if before not in CANCELABLE:
             raise PayPalError(f"PayPal subscription {subscription_id} is {before}: not active, nothing to cancel")
         url = f"{self.base_url}/v1/billing/subscriptions/{subscription_id}/cancel"
@@ -148,15 +175,20 @@ class PayPalClient:
                 answer, unknown = None, f"no answer ({type(exc).__name__})"
             if answer is not None:
                 if answer.status_code == 204:
-                    return CancelResult("canceled", before, "CANCELLED", "PayPal canceled the subscription (204)")
+                    return self._read_back(subscription_id, before, "PayPal canceled the subscription (204)")
                 if answer.status_code == 422 and "SUBSCRIPTION_STATUS_INVALID" in _issue(answer):
-                    return CancelResult("already_canceled", before, "CANCELLED",
-                                        "PayPal answered SUBSCRIPTION_STATUS_INVALID: already ended")
+                    now = self.get_subscription(subscription_id)
+                    return CancelResult("already_canceled", before, now.get("status"),
+                                        "PayPal answered SUBSCRIPTION_STATUS_INVALID: already ended",
+                                        now.get("status_change_note"), now.get("status_update_time"))
                 if answer.status_code == 404:
                     raise PayPalNotFound(f"PayPal has no subscription {subscription_id}")
                 if answer.status_code == 401:
                     self._forget_token()
                     continue
+                if answer.status_code == 403:
+                    raise PayPalCredentialsRejected(f"PayPal denied canceling {subscription_id} (403): the REST app"
+                                                    " lacks the subscriptions permission")
                 if answer.status_code == 429:  # not processed: wait as told, then try again
                     self.sleep(min(_retry_after(answer, self.backoff_s), 30))
                     continue
@@ -166,9 +198,10 @@ class PayPalClient:
                 unknown = f"PayPal answered {answer.status_code}"
             # 5xx or no answer: the cancel may or may not have happened. Look before trying again.
             log.warning("cancel outcome unknown, reading the subscription", extra={"detail": unknown})
-            now = self.get_subscription(subscription_id).get("status")
-            if now in ENDED:
-                return CancelResult("canceled", before, now, f"{unknown}; PayPal now shows {now}")
+            now = self.get_subscription(subscription_id)
+            if now.get("status") in ENDED:
+                return CancelResult("canceled", before, now["status"], f"{unknown}; PayPal now shows {now['status']}",
+                                    now.get("status_change_note"), now.get("status_update_time"))
         raise PayPalTransient(f"PayPal did not confirm the cancellation of {subscription_id}"
                               f" after {self.cancel_attempts} attempts")
 

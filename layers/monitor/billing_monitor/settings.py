@@ -19,6 +19,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from billing_monitor.approvers import parse_principal_arn
 from billing_monitor.errors import MonitorError
 from billing_monitor.money import parse_tolerance
 from billing_monitor.paypal import LIVE_URL, SANDBOX_URL
@@ -141,7 +142,8 @@ class ScanSettings(FunctionSettings):
 class CancelSettings(FunctionSettings):
     """The approvals function (functions/cancel)."""
 
-    approvers: frozenset[str] = Field(alias="BILLING_MONITOR_APPROVERS")
+    approver_arns: tuple[str, ...] = Field(alias="BILLING_MONITOR_APPROVER_ARNS",
+                                           description="IAM users/roles whose messages the function accepts")
     paypal_environment: Literal["live", "sandbox"] = Field("sandbox", alias="PAYPAL_ENVIRONMENT")
     paypal_base_url_override: str | None = Field(None, alias="PAYPAL_BASE_URL")
     paypal_client_id: SecretStr = Field(alias="PAYPAL_CLIENT_ID")
@@ -150,15 +152,17 @@ class CancelSettings(FunctionSettings):
 
     BASE_URLS: ClassVar[dict[str, str]] = {"live": LIVE_URL, "sandbox": SANDBOX_URL}
 
-    @field_validator("approvers", mode="before")
+    @field_validator("approver_arns", mode="before")
     @classmethod
-    def _approvers(cls, value):
+    def _approver_arns(cls, value):
         if isinstance(value, str):
             value = value.split(",")
-        approvers = frozenset(a.strip().lower() for a in value if a.strip())
-        if not approvers:
+        arns = tuple(a.strip() for a in value if a.strip())
+        if not arns:
             raise ValueError("is empty: nobody could approve a cancellation")
-        return approvers
+        for arn in arns:
+            parse_principal_arn(arn)          # ApproverConfigError (a ValueError) names the bad one
+        return arns
 
     @property
     def paypal_base_url(self) -> str:

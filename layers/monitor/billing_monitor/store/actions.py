@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -38,25 +39,43 @@ def mark_subscription_canceled(conn: psycopg.Connection, paypal_subscription_id:
         {"pid": paypal_subscription_id, "ended": list(ENDED_STATUSES)}).fetchall()
 
 
-def record_action(conn: psycopg.Connection, *, key: str, approval: ApprovalMessage | None, outcome: str,
-                  detail: str, message, paypal_before=None, paypal_after=None) -> dict:
+@dataclass
+class ActionRecord:
+    """One approval handled: what arrived, who provably sent it, what was decided, what PayPal showed."""
+    key: str
+    outcome: str
+    detail: str
+    message: object                       # the body as stored (approvals.stored_body: cut past 4 KB)
+    approval: ApprovalMessage | None = None
+    message_length: int | None = None
+    sender_id: str | None = None
+    sender_arn: str | None = None
+    paypal_before: str | None = None
+    paypal_after: str | None = None
+    paypal_canceled_at: str | None = None
+    reason: str | None = None             # what PayPal was told (the approval's reason, or why it was forced)
+
+
+def record_action(conn: psycopg.Connection, record: ActionRecord) -> dict:
     """The audit row and, for a cancellation, the subscriptions row marked canceled: one transaction."""
-    if outcome not in OUTCOMES:
-        raise ValueError(f"unknown outcome {outcome!r}")
+    if record.outcome not in OUTCOMES:
+        raise ValueError(f"unknown outcome {record.outcome!r}")
+    approval = record.approval
     rows = []
-    if outcome in (CANCELED, ALREADY_CANCELED) and approval is not None:
+    if record.outcome in (CANCELED, ALREADY_CANCELED) and approval is not None:
         rows = mark_subscription_canceled(conn, approval.paypal_subscription_id)
     conn.execute(
         f"insert into {SCHEMA}.actions (idempotency_key, action, finding_id, paypal_subscription_id, subscription_id,"
         " approved_by, reason, forced, outcome, detail, paypal_status_before, paypal_status_after,"
-        " row_status_before, row_status_after, message)"
-        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (key, approval and approval.action, approval and approval.finding_id,
+        " row_status_before, row_status_after, message, message_length, sender_id, sender_arn, paypal_canceled_at)"
+        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (record.key, approval and approval.action, approval and approval.finding_id,
          approval and approval.paypal_subscription_id, rows[0][0] if rows else None,
-         approval and approval.approved_by, approval and approval.reason, bool(approval and approval.force),
-         outcome, detail, paypal_before, paypal_after,
-         ", ".join(r[1] for r in rows) or None, ", ".join(r[2] for r in rows) or None, Jsonb(message)))
-    return {"outcome": outcome, "detail": detail, "rows_marked": [str(r[0]) for r in rows]}
+         approval and approval.approved_by, record.reason or (approval and approval.reason),
+         bool(approval and approval.force), record.outcome, record.detail, record.paypal_before, record.paypal_after,
+         ", ".join(r[1] for r in rows) or None, ", ".join(r[2] for r in rows) or None, Jsonb(record.message),
+         record.message_length, record.sender_id, record.sender_arn, record.paypal_canceled_at))
+    return {"outcome": record.outcome, "detail": record.detail, "rows_marked": [str(r[0]) for r in rows]}
 
 
 def list_actions(conn: psycopg.Connection, limit: int = 50) -> list[dict]:
