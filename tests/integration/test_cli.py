@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 
@@ -199,17 +201,24 @@ def test_wrong_password_is_named_and_not_echoed(pg_server, demo_db, capsys):
 
 def test_demo_command_prints_the_worked_example_and_leaves_no_server():
     exe = Path(sys.executable).with_name("billing-monitor")
-    before = _demo_servers()
-    done = subprocess.run([str(exe), "demo", "--format", "json"], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
-    assert report["summary"]["charged_after_cancellation"] == {"USD": {"count": 41, "total": "990.00"}}
-    assert report["summary"]["by_severity"]["critical"] == 4
-    assert _demo_servers() == before  # the test session's own server aside, nothing is left running
+    # The demo's server lives in a temporary directory of its own (short: its socket is in there), so
+    # what it leaves behind is told apart from the servers other test sessions on the machine run.
+    private_tmp = Path(tempfile.mkdtemp(prefix="bm-demo-"))
+    try:
+        done = subprocess.run([str(exe), "demo", "--format", "json"], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "TMPDIR": str(private_tmp)})
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["summary"]["charged_after_cancellation"] == {"USD": {"count": 41, "total": "990.00"}}
+        assert report["summary"]["by_severity"]["critical"] == 4
+        assert _processes_mentioning(private_tmp) == set()      # no server left running
+        assert list(private_tmp.glob("billing-monitor-pg-*")) == []   # nor its data directory
+    finally:
+        shutil.rmtree(private_tmp, ignore_errors=True)
 
 
-def _demo_servers() -> set[str]:
-    found = subprocess.run(["pgrep", "-f", "billing-monitor-pg-"], capture_output=True, text=True)
+def _processes_mentioning(path: Path) -> set[str]:
+    found = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True)
     return set(found.stdout.split())
 
 
