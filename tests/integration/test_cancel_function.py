@@ -113,8 +113,10 @@ def test_valid_approval_cancels_once_marks_the_row_and_audits(approvals, paypal,
     assert action["approved_by"] == "owner@example.com"
     assert (action["paypal_status_before"], action["paypal_status_after"]) == ("ACTIVE", "CANCELLED")
     assert (action["row_status_before"], action["row_status_after"]) == ("ACTIVE", "canceled")
-    assert "I-LKL1NVUCV89B" in slack.messages[-1]["text"]
-    assert "canceled" in slack.messages[-1]["text"]
+    told = slack.messages[-1]["text"]
+    assert told.startswith(":white_check_mark: Canceled: Oskar Dunmore <oskar.dunmore92@example.com>,"
+                           " PayPal I-LKL1NVUCV89B,")                  # not "Already canceled"
+    assert "Approved by owner@example.com (sent by arn:aws:iam::123456789012:user/owner)." in told
 
 
 def test_duplicate_in_one_batch_and_redelivered_cancels_once(approvals, paypal):

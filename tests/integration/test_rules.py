@@ -155,7 +155,7 @@ def test_disconnect_counts_only_completed_paypal_charges_strictly_after_cancella
     prod.charge(c, date="2024-07-20", source="kajabi")                      # not a PayPal charge
     prod.charge(c, date="2024-07-21", currency="EUR")                       # another currency
     prod.charge(c, "30.00", date="2024-07-22")                               # outside tolerance
-    prod.charge(c, date="2024-07-23", status=" Completed ", source=" PayPal ")  # trimmed: counted
+    trimmed = prod.charge(c, date="2024-07-23", status=" Completed ", source=" PayPal ")  # trimmed: counted
     report = prod.scan()
     f = only(report, "billing_disconnect")
     assert f["severity"] == "critical"
@@ -168,11 +168,13 @@ def test_disconnect_counts_only_completed_paypal_charges_strictly_after_cancella
     assert f["charges"]["total"] == "88.00"
     assert f["charges"]["first"] == "2024-04-16T00:00:00+00:00"
     assert f["charges"]["last"] == "2024-07-23T00:00:00+00:00"
-    assert set(f["charges"]["transactions"]) >= {str(t) for t in after}
+    assert f["charges"]["transactions"] == [str(t) for t in [*after, trimmed]]
     assert f["action"] == {"type": "cancel_paypal_subscription", "paypal_subscription_id": "I-DISC0001"}
     assert report["summary"]["charged_after_cancellation"] == {"USD": {"count": 4, "total": "88.00"}}
     assert report["summary"]["by_check"]["post_cancellation_charge"] == 0  # P is live: no double count
-    assert k  # the Kajabi row itself is not a finding
+    # the Kajabi row itself is not a finding: the disconnect is the report's only finding
+    assert [(f["check"], f["subscription_id"]) for f in report["findings"]] == [("billing_disconnect", str(p))]
+    assert str(k) not in {f["subscription_id"] for f in report["findings"]}
 
 
 def test_disconnect_not_charged_yet_is_a_warning_with_zero_charges(prod):
@@ -292,8 +294,14 @@ def test_paypal_only_when_no_kajabi_match_in_any_status(prod):
 def test_paypal_rows_never_match_each_other(prod):
     c = prod.contact()
     prod.paypal(c, status="canceled", canceled_at="2024-01-01")
-    prod.subscription(c, kajabi="I-OLDIMPORT1")
-    assert only(prod.scan(), "paypal_only")
+    live = prod.subscription(c, kajabi="I-OLDIMPORT1")
+    report = prod.scan()
+    # had the ended PayPal row counted as its Kajabi match, the live one would be a billing_disconnect
+    f = only(report, "paypal_only")
+    assert (f["subscription_id"], f["paypal_subscription_id"], f["kajabi_subscription_id"]) == (
+        str(live), "I-OLDIMPORT1", None)
+    assert report["summary"]["by_check"]["billing_disconnect"] == 0
+    assert report["summary"]["by_check"]["duplicate_subscription"] == 0
 
 
 # ---------------------------------------------------------------- check 4: post_cancellation_charge
@@ -400,16 +408,21 @@ def test_misfiled_paypal_id_is_info_per_row(prod):
 def test_finding_ids_are_stable_and_scan_ids_are_new(prod):
     c = prod.contact()
     prod.kajabi(c, status="canceled", canceled_at="2024-01-16")
-    prod.paypal(c)
+    p = prod.paypal(c)
+    prod.charge(c, source="kajabi")                     # the imports run: no stale_import
     first, second = prod.scan(), prod.scan()
-    assert [f["finding_id"] for f in first["findings"]] == [f["finding_id"] for f in second["findings"]]
+    expected = [finding_id_for("billing_disconnect", str(p))]
+    assert [f["finding_id"] for f in first["findings"]] == expected
+    assert [f["finding_id"] for f in second["findings"]] == expected
     assert first["scan_id"] != second["scan_id"]
 
 
 def test_empty_database_gives_an_empty_report(prod):
     report = prod.scan()
     assert report["findings"] == []
-    assert set(report["summary"]["by_check"].values()) == {0}
+    assert report["summary"]["by_check"] == {
+        "billing_disconnect": 0, "duplicate_subscription": 0, "paypal_only": 0, "post_cancellation_charge": 0,
+        "orphaned_subscription": 0, "orphaned_transaction": 0, "misfiled_paypal_id": 0, "stale_import": 0}
     assert report["summary"]["by_severity"] == {"critical": 0, "warning": 0, "info": 0}
     assert report["summary"]["charged_after_cancellation"] == {}
     assert report["tolerance"] == "1.00"
