@@ -1,4 +1,5 @@
-"""Scheduled scan: thin. Settings in, run_monitoring (scan, save, SNS, Slack), summary out."""
+"""Scheduled scan: thin. The event names the schedule; settings in, run_monitoring (scan, save, SNS, Slack),
+summary out."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_monitor.logmask import powertools_logger
-from billing_monitor.monitor import run_monitoring
+from billing_monitor.monitor import run_monitoring, schedule_of
 from billing_monitor.settings import ScanSettings
 
 logger = powertools_logger()
@@ -33,7 +34,8 @@ def record_metric(name: str, unit: MetricUnit, value: float) -> None:
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     try:
         settings = ScanSettings.from_env()
-        outcome = run_monitoring(settings, publish=sns_publisher(settings.topic_arn) if settings.topic_arn else None,
+        outcome = run_monitoring(settings, schedule=schedule_of(event),
+                                 publish=sns_publisher(settings.topic_arn) if settings.topic_arn else None,
                                  record_metric=record_metric)
     except Exception:
         metrics.add_metric(name="ScanFailures", unit=MetricUnit.Count, value=1)

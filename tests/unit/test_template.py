@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from billing_monitor.monitor import schedule_of
 from billing_monitor.settings import CancelSettings, ScanSettings, is_secret, variable_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,3 +156,14 @@ def test_sam_build_without_docker(tmp_path):
     assert any(p.name.startswith("aws_lambda_powertools") for p in layer.iterdir())
     assert (tmp_path / "build" / "ScanFunction" / "app.py").exists()
     assert (tmp_path / "build" / "CancelFunction" / "app.py").exists()
+
+
+def test_each_schedule_sends_the_input_the_events_files_hold(template):
+    """The handler tells the monthly scan from the daily one by this input (events/ are what EventBridge sends)."""
+    events = functions(template)["ScanFunction"]["Events"]
+    for event, file, schedule in (("MonthlyScan", "scheduled_monthly.json", "monthly"),
+                                  ("DailyScan", "scheduled_daily.json", "daily")):
+        sent = json.loads(events[event]["Properties"]["Input"])
+        assert sent == json.loads((ROOT / "events" / file).read_text())
+        assert schedule_of(sent) == schedule
+
