@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_monitor.logmask import powertools_logger
 from billing_monitor.monitor import run_monitoring, schedule_of
+from billing_monitor.notify import SnsMessage
 from billing_monitor.settings import ScanSettings
 
 logger = powertools_logger()
@@ -19,8 +20,9 @@ sns = boto3.client("sns")
 
 
 def sns_publisher(topic_arn: str):
-    def publish(body: str, attributes: dict) -> None:
-        sns.publish(TopicArn=topic_arn, Message=body, MessageAttributes=attributes, Subject="billing-monitor scan")
+    def publish(message: SnsMessage) -> None:
+        sns.publish(TopicArn=topic_arn, Message=message.body, MessageStructure="json", Subject=message.subject,
+                    MessageAttributes=message.attributes)
     return publish
 
 

@@ -33,6 +33,11 @@ class Deployment:
             "Attributes"]["QueueArn"]
         self.sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn,
                            Attributes={"RawMessageDelivery": "true"})
+        # the same messages in SNS's envelope (Subject, Message), as an e-mail-like subscriber sees the headers
+        self.envelope_queue_url = self.sqs.create_queue(QueueName="findings-envelopes")["QueueUrl"]
+        envelope_arn = self.sqs.get_queue_attributes(QueueUrl=self.envelope_queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"]["QueueArn"]
+        self.sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=envelope_arn)
         self.dsn_secret = secrets.create_secret(Name="billing-monitor/dsn", SecretString=dsn)["ARN"]
         self.env = {"BILLING_MONITOR_DSN_SECRET": self.dsn_secret, "FINDINGS_TOPIC_ARN": self.topic_arn}
         if slack_url:
@@ -44,6 +49,10 @@ class Deployment:
         got = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
                                        MessageAttributeNames=["All"])
         return [(json.loads(m["Body"]), m.get("MessageAttributes", {})) for m in got.get("Messages", [])]
+
+    def envelopes(self) -> list[dict]:
+        got = self.sqs.receive_message(QueueUrl=self.envelope_queue_url, MaxNumberOfMessages=10)
+        return [json.loads(m["Body"]) for m in got.get("Messages", [])]
 
 
 def newest_import(dsn: str) -> str:
@@ -72,7 +81,7 @@ def deploy(dsn: str, slack, monkeypatch) -> Deployment:
     for key, value in deployment.env.items():
         monkeypatch.setenv(key, value)
     reporting_data_current_to(monkeypatch, dsn)
-    handler = load_handler_module("scan")
+    deployment.handler = handler = load_handler_module("scan")
     deployment.invoke = lambda name="scheduled_monthly.json": handler.lambda_handler(load_event(name), LambdaContext())
     return deployment
 
@@ -116,6 +125,9 @@ def test_first_scan_reports_everything_as_new(deployed, slack, demo_db, capsys):
     assert len(message["changes"]["new"]) == 181
     assert attributes["highest_severity"]["StringValue"] == "critical"
     assert attributes["critical_count"]["StringValue"] == "4"
+    [envelope] = deployed.envelopes()             # SNS's own view: the subject is the money line
+    assert envelope["Subject"] == "4 customers charged after canceling: 41 charges, 990.00 USD"
+    assert json.loads(envelope["Message"])["scan_id"] == message["scan_id"]
     [posted] = slack.messages
     assert posted["text"] == "4 customers charged after canceling: 41 charges, 990.00 USD"
     text = json.dumps(posted["blocks"])
@@ -234,6 +246,26 @@ def test_a_warning_only_database_names_the_customer_about_to_be_charged(aws_env,
     assert f"billing-monitor approve {finding['finding_id']} --by YOU@EXAMPLE.COM" in text
     assert "All clear" not in text
     assert "white_check_mark" not in text
+
+
+def test_sns_message_has_the_report_for_machines_and_a_text_for_people(deployed, monkeypatch):
+    sent = []
+    publish = deployed.handler.sns.publish
+    monkeypatch.setattr(deployed.handler.sns, "publish", lambda **kw: sent.append(kw) or publish(**kw))
+    deployed.invoke()
+    [call] = sent
+    assert call["MessageStructure"] == "json"
+    assert call["Subject"] == "4 customers charged after canceling: 41 charges, 990.00 USD"
+    structure = json.loads(call["Message"])
+    assert set(structure) == {"default", "email"}
+    [(received, _)] = deployed.published()
+    assert json.loads(structure["default"]) == received         # what the queue subscriber got
+    email = structure["email"]
+    assert email.splitlines()[0] == call["Subject"]
+    assert email.count("To stop it, approve the cancellation: billing-monitor approve ") == 4
+    assert "85 duplicate_subscription, 85 misfiled_paypal_id, 7 paypal_only: no action needed." in email
+    assert f"Monthly scan of {today()}: data current to " in email
+    assert len(call["Message"].encode()) < 256 * 1024
 
 
 def test_slack_rate_limit_is_retried(deployed, slack):

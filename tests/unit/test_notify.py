@@ -19,6 +19,7 @@ from billing_monitor.notify import (
     headline,
     slack_message,
     sns_message,
+    sns_subject,
 )
 from billing_monitor.rules.registry import (
     BILLING_DISCONNECT,
@@ -309,15 +310,56 @@ def test_the_schedule_comes_from_the_input_else_the_rule_name(event, schedule):
     assert schedule_of(event) == schedule
 
 
-# ---------------------------------------------------------------- SNS
+# ---------------------------------------------------------------- SNS: the report for machines, a text for people
+
+
+def envelope(message) -> tuple[dict, str]:
+    outer = json.loads(message.body)
+    assert set(outer) == {"default", "email"}
+    return json.loads(outer["default"]), outer["email"]
 
 
 def test_small_report_goes_whole_with_filter_attributes():
     r = report([finding(1, BILLING_DISCONNECT, 3), finding(2)])
-    body, attributes = sns_message(r, None)
-    assert json.loads(body) == r
-    assert attributes["highest_severity"] == {"DataType": "String", "StringValue": "critical"}
-    assert attributes["critical_count"] == {"DataType": "Number", "StringValue": "1"}
+    message = sns_message(r, None)
+    default, _ = envelope(message)
+    assert default == r
+    assert message.attributes["highest_severity"] == {"DataType": "String", "StringValue": "critical"}
+    assert message.attributes["critical_count"] == {"DataType": "Number", "StringValue": "1"}
+
+
+def test_the_email_is_plain_text_a_person_reads_and_the_subject_is_the_money_line():
+    charged, leaving = finding(7, BILLING_DISCONNECT, 21), finding(8, BILLING_DISCONNECT, 0)
+    quiet = [finding(100 + i, DUPLICATE_SUBSCRIPTION) for i in range(3)]
+    r = report([charged, leaving, stale(), *quiet])
+    message = sns_message(r, diff(new=r["findings"]), schedule=MONTHLY)
+    default, email = envelope(message)
+    assert default["findings"] == r["findings"]
+    assert default["changes"]["new"] == [f["finding_id"] for f in r["findings"]]
+    assert message.subject == "1 customer charged after canceling: 21 charges, 462.00 USD; 1 more about to be charged"
+    assert email.splitlines()[0] == message.subject
+    assert "Monthly scan of 2026-12-01: data current to 2026-11-30." in email
+    assert "WARNING: The imports have stopped: newest transaction imported 2026-11-01" in email
+    assert "- Member 7 <member7@example.com>, PayPal I-000000000007: charged 21x over 21 months after canceling," \
+           " 462.00 USD (canceled in Kajabi 2024-01-16)" in email
+    assert f"  To stop it, approve the cancellation: billing-monitor approve {charged['finding_id']}" in email
+    assert "- Member 8 <member8@example.com>, PayPal I-000000000008: about to be charged: canceled in Kajabi" \
+           " on 2024-01-16, PayPal bills at its next cycle (22.00 USD/month)" in email
+    assert "3 duplicate_subscription: no action needed." in email
+    assert "member100@example.com" not in email
+    assert "&lt;" not in email
+    assert "*" not in email                                     # no Slack markup
+    assert "All clear" not in email
+
+
+def test_the_subject_is_always_safe_for_sns():
+    r = report([finding(i, BILLING_DISCONNECT, 2) for i in range(3)])
+    r["summary"]["charged_after_cancellation"] = {f"É{i:02d}\n": {"count": 2, "total": "44.00"} for i in range(20)}
+    subject = sns_message(r, None).subject
+    assert len(subject) <= 100
+    assert re.fullmatch(r"[ -~]+", subject)                    # printable ASCII, one line
+    assert subject[0].isalnum()
+    assert sns_subject("\n\t") == "billing-monitor scan"
 
 
 def test_oversized_report_keeps_critical_and_warning_and_says_what_was_left_out():
@@ -326,19 +368,33 @@ def test_oversized_report_keeps_critical_and_warning_and_says_what_was_left_out(
                 + [finding(1000 + i) for i in range(3000)])
     r = report(findings)
     assert len(json.dumps(r)) > SNS_LIMIT
-    body, _ = sns_message(r, None)
-    assert len(body.encode()) < SNS_LIMIT
-    sent = json.loads(body)                       # whole JSON, not split
+    message = sns_message(r, None)
+    assert message.size < SNS_LIMIT
+    sent, email = envelope(message)                            # whole JSON, not split
     assert {f["severity"] for f in sent["findings"]} == {"critical", "warning"}
     assert len(sent["findings"]) == 53
     assert sent["findings_omitted"] == 3000
     assert "256 KB" in sent["note"]
     assert sent["summary"] == r["summary"]
+    assert email.count("billing-monitor approve") == 3
 
 
 def test_report_too_large_even_for_warnings_keeps_the_critical_ones():
     findings = ([finding(i, BILLING_DISCONNECT, 1) for i in range(2)]
                 + [finding(100 + i, DUPLICATE_SUBSCRIPTION) for i in range(3000)])
-    sent = json.loads(sns_message(report(findings), None)[0])
+    sent, _ = envelope(sns_message(report(findings), None))
     assert [f["severity"] for f in sent["findings"]] == ["critical", "critical"]
     assert sent["findings_omitted"] == 3000
+
+
+def test_a_huge_report_with_thousands_at_risk_stays_under_256_kb_with_both_parts():
+    at_risk = [finding(i, BILLING_DISCONNECT, 30) for i in range(3000)]
+    r = report(at_risk + [finding(10_000 + i) for i in range(3000)])
+    message = sns_message(r, diff(new=r["findings"]))
+    assert message.size < SNS_LIMIT
+    assert len(message.body.encode()) < SNS_LIMIT
+    sent, email = envelope(message)
+    assert sent["summary"] == r["summary"]                     # at worst the summary alone
+    assert email.startswith("3000 customers charged after canceling: 90000 charges, 1980000.00 USD")
+    assert re.search(r"\.\.\.and \d+ more: billing-monitor scan", email)
+    assert len(message.subject) <= 100

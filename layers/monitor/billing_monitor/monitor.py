@@ -13,7 +13,16 @@ from datetime import UTC, datetime
 from aws_lambda_powertools.metrics import MetricUnit
 
 from billing_monitor.http import retrying_session
-from billing_monitor.notify import DAILY, MANUAL, MONTHLY, SlackError, post_to_slack, slack_message, sns_message
+from billing_monitor.notify import (
+    DAILY,
+    MANUAL,
+    MONTHLY,
+    SlackError,
+    SnsMessage,
+    post_to_slack,
+    slack_message,
+    sns_message,
+)
 from billing_monitor.report import build_report
 from billing_monitor.scan import run_scan
 from billing_monitor.settings import ScanSettings
@@ -69,7 +78,7 @@ def scan_and_save(settings: ScanSettings) -> tuple[dict, ScanDiff]:
     return report, diff
 
 
-def run_monitoring(settings: ScanSettings, *, schedule: str = MANUAL, publish: Callable[[str, dict], None] | None,
+def run_monitoring(settings: ScanSettings, *, schedule: str = MANUAL, publish: Callable[[SnsMessage], None] | None,
                    record_metric: Callable[[str, MetricUnit, float], None] = lambda *a: None,
                    slack_session=None) -> MonitoringOutcome:
     """Scan, save, publish to SNS, post to Slack. A Slack failure is logged and counted, never fatal."""
@@ -77,8 +86,7 @@ def run_monitoring(settings: ScanSettings, *, schedule: str = MANUAL, publish: C
     report, diff = scan_and_save(settings)
     published = False
     if publish is not None:
-        body, attributes = sns_message(report, diff)
-        publish(body, attributes)
+        publish(sns_message(report, diff, schedule=schedule))
         published = True
     slack = "not configured"
     payload = slack_message(report, diff, schedule=schedule) if settings.slack_webhook else None

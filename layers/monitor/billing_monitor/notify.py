@@ -35,6 +35,8 @@ MONTHLY, DAILY, MANUAL = "monthly", "daily", "manual"
 SCHEDULES = (MONTHLY, DAILY, MANUAL)
 
 SNS_LIMIT_BYTES = 256 * 1024
+SNS_SUBJECT_MAX = 100
+EMAIL_BUDGET_BYTES = 64 * 1024      # the plain-text body's share of the SNS message
 
 # Slack's limits (https://api.slack.com/reference/block-kit/blocks) ...
 SLACK_MAX_BLOCKS = 50
@@ -168,6 +170,17 @@ def customer_line_slack(f: dict) -> str:
         line += f"\nApprove: `{APPROVE.format(finding_id=f['finding_id'])}`"
     else:
         line += f"\n{_what_to_do(f)}"
+    return line
+
+
+def customer_line_text(f: dict) -> str:
+    """The same, for a plain-text e-mail."""
+    who = clip(customer_label(f.get("contact")), LABEL_MAX)
+    line = f"- {who}, PayPal {f.get('paypal_subscription_id') or '-'}: {_what_happened(f, lambda s: s)}"
+    if f.get("action"):
+        line += f"\n  To stop it, approve the cancellation: {APPROVE.format(finding_id=f['finding_id'])}"
+    else:
+        line += f"\n  {_what_to_do(f)}"
     return line
 
 
@@ -321,11 +334,64 @@ def post_to_slack(webhook_url: str, payload: dict, session: requests.Session | N
 # ---------------------------------------------------------------- SNS
 
 
-def sns_message(report: dict, diff: ScanDiff | None, limit: int = SNS_LIMIT_BYTES) -> tuple[str, dict]:
-    """The report (plus the new/open/resolved view) as one JSON document under SNS's size limit.
+@dataclass(frozen=True)
+class SnsMessage:
+    """What `sns.publish` takes: MessageStructure="json", Message=body, Subject=subject."""
 
-    Too large: keep the critical and warning findings and say how many were left out; still too large:
-    the critical ones only; then the summary alone. Never split, never dropped.
+    subject: str            # the headline, made safe for SNS
+    body: str               # {"default": the report JSON, "email": plain text}
+    attributes: dict        # highest_severity, critical_count (for subscription filters)
+
+    @property
+    def size(self) -> int:
+        return len(self.body.encode()) + len(json.dumps(self.attributes)) + len(self.subject)
+
+
+def sns_subject(text: str) -> str:
+    """At most 100 characters, printable ASCII, one line, starting with a letter, digit or punctuation."""
+    safe = "".join(c if " " <= c <= "~" else "?" for c in " ".join(text.split()))
+    safe = safe.strip() or "billing-monitor scan"
+    return safe if len(safe) <= SNS_SUBJECT_MAX else safe[: SNS_SUBJECT_MAX - 3].rstrip() + "..."
+
+
+def email_text(report: dict, diff: ScanDiff | None, *, schedule: str, budget: int = EMAIL_BUDGET_BYTES) -> str:
+    """The plain-text body an e-mail subscriber reads: the money line, the stale import, each customer at
+    risk with what to do, the counted line, what changed, the heartbeat line."""
+    head = [headline(report), "", heartbeat_line(report, schedule), ""]
+    head += [f"WARNING: {stale_line(f)}\n" for f in stale_findings(report)]
+    at_risk = at_risk_findings(report)
+    tail = [""]
+    counted = counted_line(report)
+    if counted:
+        tail.append(counted + ".")
+    if diff is not None:
+        changed = sum(o.changed for o in diff.still_open)
+        tail.append(f"Since the last scan: {len(diff.new)} new, {changed} changed, {len(diff.resolved)} resolved.")
+    if not at_risk and not stale_findings(report):
+        tail.append("All clear: nobody is charged, or about to be charged, after canceling.")
+    tail.append(f"Scan {report['scan_id']}. The full report: `billing-monitor scan --format json`, or this"
+                " message's JSON on any other subscription.")
+    if at_risk:
+        head.append(f"Customers at risk ({len(at_risk)}):")
+    used = len("\n".join(head + tail).encode()) + 200
+    lines = []
+    for i, f in enumerate(at_risk):
+        line = customer_line_text(f)
+        used += len(line.encode()) + 1
+        if used > budget:
+            lines.append(f"...and {len(at_risk) - i} more: billing-monitor scan")
+            break
+        lines.append(line)
+    return "\n".join(head + lines + tail)
+
+
+def sns_message(report: dict, diff: ScanDiff | None, *, schedule: str = MONTHLY,
+                limit: int = SNS_LIMIT_BYTES) -> SnsMessage:
+    """The report for machines and a text for people, in one SNS message under its size limit.
+
+    `default` is the report JSON (plus the new/open/resolved view). Too large: keep the critical and warning
+    findings and say how many were left out; still too large: the critical ones only; then the summary alone.
+    Never split, never dropped. `email` is email_text, shortened further only if the summary alone does not fit.
     """
     by_severity = report["summary"]["by_severity"]
     highest = next((s for s in SEVERITIES if by_severity.get(s)), "none")
@@ -333,14 +399,22 @@ def sns_message(report: dict, diff: ScanDiff | None, limit: int = SNS_LIMIT_BYTE
         "highest_severity": {"DataType": "String", "StringValue": highest},
         "critical_count": {"DataType": "Number", "StringValue": str(by_severity.get(CRITICAL, 0))},
     }
+    subject = sns_subject(headline(report))
+    budget = limit - 1024       # SNS counts the message, its attributes and the subject; keep a margin
+
+    def envelope(document: dict, email: str) -> SnsMessage:
+        body = json.dumps({"default": json.dumps(document), "email": email})
+        return SnsMessage(subject, body, attributes)
+
+    email_budget = EMAIL_BUDGET_BYTES
+    email = email_text(report, diff, schedule=schedule, budget=email_budget)
     document = dict(report)
     if diff is not None:
         document["changes"] = diff.as_dict()
-    budget = limit - len(json.dumps(attributes)) - 1024
-    body = json.dumps(document)
+    message = envelope(document, email)
     for keep in (at_least(WARNING), at_least(CRITICAL), ()):
-        if len(body.encode()) <= budget:
-            break
+        if message.size <= budget:
+            return message
         kept = [f for f in report["findings"] if f["severity"] in keep]
         document = dict(document, findings=kept, findings_omitted=len(report["findings"]) - len(kept),
                         note=f"Report over SNS's 256 KB limit: only {' and '.join(keep) or 'no'} findings are"
@@ -348,5 +422,8 @@ def sns_message(report: dict, diff: ScanDiff | None, limit: int = SNS_LIMIT_BYTE
         if "changes" in document and not keep:
             document["changes"] = {"previous_scan_id": diff.previous_scan_id, "new": len(diff.new),
                                    "still_open": len(diff.still_open), "resolved": len(diff.resolved)}
-        body = json.dumps(document)
-    return body, attributes
+        message = envelope(document, email)
+    while message.size > budget and email_budget > 1024:
+        email_budget //= 2
+        message = envelope(document, email_text(report, diff, schedule=schedule, budget=email_budget))
+    return message
