@@ -1,5 +1,5 @@
-"""Scheduled scan: thin. The event names the schedule; settings in, run_monitoring (scan, save, SNS, Slack),
-summary out."""
+"""Scheduled scan: thin. The event names the schedule; run_scheduled (settings, scan, save, SNS, Slack) does
+the rest and, when a step fails, says which were done (and tells Slack) before this re-raises it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_monitor.logmask import powertools_logger
-from billing_monitor.monitor import run_monitoring, schedule_of
+from billing_monitor.monitor import run_scheduled
 from billing_monitor.notify import SnsMessage
 from billing_monitor.settings import ScanSettings
 
@@ -35,13 +35,10 @@ def record_metric(name: str, unit: MetricUnit, value: float) -> None:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     try:
-        settings = ScanSettings.from_env()
-        outcome = run_monitoring(settings, schedule=schedule_of(event),
-                                 publish=sns_publisher(settings.topic_arn) if settings.topic_arn else None,
-                                 record_metric=record_metric)
-    except Exception:
-        metrics.add_metric(name="ScanFailures", unit=MetricUnit.Count, value=1)
-        logger.exception("scan failed: nothing was saved, published or posted")
+        outcome = run_scheduled(event, load_settings=ScanSettings.from_env, publisher=sns_publisher,
+                                record_metric=record_metric)
+    except Exception as exc:
+        logger.exception(str(exc))      # MonitoringFailed: "the scan of … failed: … (scan saved, not published …)"
         raise
     logger.info("scan done", extra=outcome.summary())
     return outcome.summary()

@@ -248,6 +248,22 @@ def test_a_warning_only_database_names_the_customer_about_to_be_charged(aws_env,
     assert "white_check_mark" not in text
 
 
+def test_an_sns_failure_after_saving_says_saved_not_published(deployed, slack, demo_db, caplog, capsys):
+    deployed.sns.delete_topic(TopicArn=deployed.topic_arn)
+    with pytest.raises(MonitorError) as raised:
+        deployed.invoke()
+    done = "scan saved, not published to SNS, not posted to Slack"
+    assert str(raised.value).endswith(f"({done})")
+    assert "while publishing to SNS" in str(raised.value)
+    assert done in caplog.text
+    assert "nothing was saved" not in caplog.text
+    assert scans_saved(demo_db) == 1
+    [posted] = slack.messages                                   # not the report: one line saying what happened
+    assert posted["text"].startswith(f":x: The scan of {today()} failed: ")
+    assert posted["text"].endswith(f"({done}).")
+    assert emitted_metrics(capsys.readouterr().out)["ScanFailures"] == 1
+
+
 def test_sns_message_has_the_report_for_machines_and_a_text_for_people(deployed, monkeypatch):
     sent = []
     publish = deployed.handler.sns.publish
@@ -279,7 +295,7 @@ def test_slack_outage_never_loses_the_scan(deployed, slack, demo_db, capsys, cap
     slack.always = (503, {})
     result = deployed.invoke("scheduled_daily.json")
     assert emitted_metrics(capsys.readouterr().out)["SlackFailures"] == 1
-    assert "Slack notification failed" in caplog.text
+    assert "Slack notification failed; scan saved, published to SNS, not posted to Slack" in caplog.text
     assert result["slack"].startswith("failed: Slack answered 503")
     assert len(slack.requests) == 5                    # first try and four retries
     assert len(deployed.published()) == 1
@@ -292,18 +308,56 @@ def test_slack_outage_never_loses_the_scan(deployed, slack, demo_db, capsys, cap
     assert deployed.invoke("scheduled_daily.json")["slack"] == "nothing new"    # and once is enough
 
 
-def test_database_unreachable_fails_loudly_and_saves_nothing(aws_env, slack, monkeypatch, demo_db):
+def test_database_unreachable_posts_one_line_to_slack_and_raises(aws_env, slack, monkeypatch, demo_db, capsys):
     with mock_aws():
-        deployment = Deployment("postgresql://monitor:Sup3rSecret@127.0.0.1:1/prod", slack.url)
+        deployment = Deployment("postgresql://monitor:Sup3r%40Secret@127.0.0.1:1/prod", slack.url)
         for key, value in deployment.env.items():
             monkeypatch.setenv(key, value)
         handler = load_handler_module("scan")
         with pytest.raises(MonitorError, match=r"cannot connect to host 127\.0\.0\.1:1") as raised:
             handler.lambda_handler(load_event("scheduled_monthly.json"), LambdaContext())
-        assert "Sup3rSecret" not in str(raised.value)
         assert deployment.published() == []
-        assert slack.requests == []
+    [posted] = slack.messages
+    assert set(posted) == {"text"}
+    assert "\n" not in posted["text"]
+    assert posted["text"].startswith(f":x: The scan of {today()} failed: cannot connect to host 127.0.0.1:1")
+    assert posted["text"].endswith("(nothing was saved, published or posted).")
+    out = capsys.readouterr().out
+    assert emitted_metrics(out)["ScanFailures"] == 1
+    for secret in ("Sup3r", "Secret"):
+        assert secret not in str(raised.value)
+        assert secret not in posted["text"]
+        assert secret not in out
     assert scans_saved(demo_db) == 0
+
+
+def test_a_failed_scan_with_slack_down_too_raises_and_counts_the_slack_failure(aws_env, slack, monkeypatch, capsys):
+    slack.always = (503, {})
+    with mock_aws():
+        deployment = Deployment("postgresql://monitor:x@127.0.0.1:1/prod", slack.url)
+        for key, value in deployment.env.items():
+            monkeypatch.setenv(key, value)
+        handler = load_handler_module("scan")
+        with pytest.raises(MonitorError, match="cannot connect"):
+            handler.lambda_handler(load_event("scheduled_daily.json"), LambdaContext())
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert metrics["ScanFailures"] == 1
+    assert metrics["SlackFailures"] == 1
+
+
+def test_settings_that_cannot_be_read_are_told_to_slack(aws_env, slack, monkeypatch, demo_db):
+    with mock_aws():
+        deployment = Deployment(demo_db, slack.url)
+        for key, value in deployment.env.items():
+            monkeypatch.setenv(key, value)
+        boto3.client("secretsmanager").delete_secret(SecretId=deployment.dsn_secret, ForceDeleteWithoutRecovery=True)
+        handler = load_handler_module("scan")
+        with pytest.raises(MonitorError, match="while reading the settings"):
+            handler.lambda_handler(load_event("scheduled_monthly.json"), LambdaContext())
+    [posted] = slack.messages
+    assert posted["text"].startswith(f":x: The scan of {today()} failed: ")
+    assert "while reading the settings" in posted["text"]
+    assert posted["text"].endswith("(nothing was saved, published or posted).")
 
 
 def test_logs_are_json_and_never_hold_a_customer_email(deployed, capsys):
@@ -371,12 +425,15 @@ def test_a_scan_that_fails_while_saving_leaves_the_previous_state(deployed, demo
 
     real = history.fingerprint
     monkeypatch.setattr(history, "fingerprint", fingerprint_then_crash)
-    with pytest.raises(RuntimeError, match="crash in the middle"):
+    with pytest.raises(MonitorError, match=r"RuntimeError while saving the scan: crash in the middle of saving"
+                                           r" \(nothing was saved, published or posted\)") as raised:
         deployed.invoke()
+    assert isinstance(raised.value.__cause__, RuntimeError)
     with psycopg.connect(demo_db) as conn:
         after = conn.execute("select finding_id, last_seen_scan, resolved_scan from billing_monitor.findings"
                              " order by 1").fetchall()
     assert scans_saved(demo_db) == 1
     assert after == before
     assert deployed.published() == []
-    assert len(slack.messages) == 1
+    assert len(slack.messages) == 2                 # the first scan's, then one line: the scan failed
+    assert slack.messages[1]["text"].startswith(f":x: The scan of {today()} failed: RuntimeError while saving")

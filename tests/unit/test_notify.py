@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from billing_monitor.monitor import schedule_of
+from billing_monitor.monitor import MonitoringFailed, Steps, schedule_of
 from billing_monitor.notify import (
     DAILY,
     MANUAL,
@@ -16,6 +16,7 @@ from billing_monitor.notify import (
     SLACK_MAX_BLOCKS,
     SLACK_SECTION_MAX,
     SLACK_TEXT_BUDGET,
+    failure_message,
     headline,
     slack_message,
     sns_message,
@@ -290,6 +291,21 @@ def test_huge_names_and_many_currencies_still_fit():
     assert "<b>" not in text                                    # escaped, and never cut inside an escape
     assert not re.search(r"&(?!amp;|lt;|gt;)", text)
     assert headline(r) in sections(message)[0]                  # the money line in full, under a cut header
+
+
+def test_failure_message_is_one_escaped_line():
+    message = failure_message("2026-12-01", "cannot connect to <host>\nsecond line", "nothing was saved, published or posted")
+    assert message == {"text": ":x: The scan of 2026-12-01 failed: cannot connect to &lt;host&gt; second line"
+                               " (nothing was saved, published or posted)."}
+
+
+def test_steps_say_truthfully_what_was_done():
+    assert Steps().describe() == "nothing was saved, published or posted"
+    assert Steps(saved=True).describe() == "scan saved, not published to SNS, not posted to Slack"
+    assert Steps(saved=True, published=True).describe() == "scan saved, published to SNS, not posted to Slack"
+    failed = MonitoringFailed("2026-12-01", "NotFoundException while publishing to SNS: no topic", Steps(saved=True))
+    assert str(failed) == ("the scan of 2026-12-01 failed: NotFoundException while publishing to SNS: no topic"
+                           " (scan saved, not published to SNS, not posted to Slack)")
 
 
 # ---------------------------------------------------------------- which schedule ran the scan

@@ -320,6 +320,12 @@ def slack_message(report: dict, diff: ScanDiff, *, schedule: str) -> dict | None
     return {"text": clip(title, SLACK_SECTION_MAX), "blocks": top + middle + tail}
 
 
+def failure_message(scan_date: str, reason: str, done: str) -> dict:
+    """One line: 'The scan of 2026-12-01 failed: cannot connect to … (nothing was saved, published or posted).'"""
+    reason = " ".join(reason.split())
+    return {"text": clip(f":x: The scan of {scan_date} failed: {slack_escape(reason)} ({done}).", SLACK_SECTION_MAX)}
+
+
 def post_to_slack(webhook_url: str, payload: dict, session: requests.Session | None = None) -> None:
     """POST to an incoming webhook; 429 and 5xx are retried with back-off. Raises SlackError."""
     session = session or retrying_session(methods=("POST",))
