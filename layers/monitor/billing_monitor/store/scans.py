@@ -33,7 +33,7 @@ class OpenFinding:
     first_seen_at: datetime
     months_open: int
     changed: bool
-    unreported: bool = False   # no Slack message has carried it yet (the post that should have failed)
+    unreported: bool = False   # no Slack message has carried it yet (the post that would have failed or never ran)
 
 
 @dataclass
