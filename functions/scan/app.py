@@ -1,4 +1,5 @@
-"""Scheduled scan: thin. Settings in, run_monitoring (scan, save, SNS, Slack), summary out."""
+"""Scheduled scan: thin. The event names the schedule; run_scheduled (settings, scan, save, SNS, Slack) does
+the rest and, when a step fails, says which were done (and tells Slack) before this re-raises it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_monitor.logmask import powertools_logger
-from billing_monitor.monitor import run_monitoring
+from billing_monitor.monitor import run_scheduled
+from billing_monitor.notify import SnsMessage
 from billing_monitor.settings import ScanSettings
 
 logger = powertools_logger()
@@ -18,8 +20,9 @@ sns = boto3.client("sns")
 
 
 def sns_publisher(topic_arn: str):
-    def publish(body: str, attributes: dict) -> None:
-        sns.publish(TopicArn=topic_arn, Message=body, MessageAttributes=attributes, Subject="billing-monitor scan")
+    def publish(message: SnsMessage) -> None:
+        sns.publish(TopicArn=topic_arn, Message=message.body, MessageStructure="json", Subject=message.subject,
+                    MessageAttributes=message.attributes)
     return publish
 
 
@@ -32,12 +35,10 @@ def record_metric(name: str, unit: MetricUnit, value: float) -> None:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     try:
-        settings = ScanSettings.from_env()
-        outcome = run_monitoring(settings, publish=sns_publisher(settings.topic_arn) if settings.topic_arn else None,
-                                 record_metric=record_metric)
-    except Exception:
-        metrics.add_metric(name="ScanFailures", unit=MetricUnit.Count, value=1)
-        logger.exception("scan failed: nothing was saved, published or posted")
+        outcome = run_scheduled(event, load_settings=ScanSettings.from_env, publisher=sns_publisher,
+                                record_metric=record_metric)
+    except Exception as exc:
+        logger.exception(str(exc))      # MonitoringFailed: "the scan of … failed: … (scan saved, not published …)"
         raise
     logger.info("scan done", extra=outcome.summary())
     return outcome.summary()

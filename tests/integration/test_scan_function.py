@@ -6,6 +6,7 @@ import json
 import re
 import sys
 import threading
+from datetime import UTC, datetime
 
 import boto3
 import psycopg
@@ -33,6 +34,11 @@ class Deployment:
             "Attributes"]["QueueArn"]
         self.sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn,
                            Attributes={"RawMessageDelivery": "true"})
+        # the same messages in SNS's envelope (Subject, Message), as an e-mail-like subscriber sees the headers
+        self.envelope_queue_url = self.sqs.create_queue(QueueName="findings-envelopes")["QueueUrl"]
+        envelope_arn = self.sqs.get_queue_attributes(QueueUrl=self.envelope_queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"]["QueueArn"]
+        self.sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=envelope_arn)
         self.dsn_secret = secrets.create_secret(Name="billing-monitor/dsn", SecretString=dsn)["ARN"]
         self.env = {"BILLING_MONITOR_DSN_SECRET": self.dsn_secret, "FINDINGS_TOPIC_ARN": self.topic_arn}
         if slack_url:
@@ -40,22 +46,35 @@ class Deployment:
                 Name="billing-monitor/slack", SecretString=json.dumps({"value": slack_url}))["ARN"]
 
     def published(self) -> list[tuple[dict, dict]]:
+        """What a machine subscriber (raw delivery) got: the report JSON and the filter attributes."""
         got = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
                                        MessageAttributeNames=["All"])
         return [(json.loads(m["Body"]), m.get("MessageAttributes", {})) for m in got.get("Messages", [])]
+
+    def envelopes(self) -> list[dict]:
+        got = self.sqs.receive_message(QueueUrl=self.envelope_queue_url, MaxNumberOfMessages=10)
+        return [json.loads(m["Body"]) for m in got.get("Messages", [])]
+
+
+def newest_import(dsn: str) -> str:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("select max(created_at) from public.transactions").fetchone()[0].astimezone(UTC).isoformat()
+
+
+def deploy(dsn: str, slack, monkeypatch) -> Deployment:
+    """Inside mock_aws: the resources, the function's environment, and invoke(event file)."""
+    deployment = Deployment(dsn, slack.url)
+    for key, value in deployment.env.items():
+        monkeypatch.setenv(key, value)
+    deployment.handler = handler = load_handler_module("scan")
+    deployment.invoke = lambda name="scheduled_monthly.json": handler.lambda_handler(load_event(name), LambdaContext())
+    return deployment
 
 
 @pytest.fixture
 def deployed(aws_env, demo_db, slack, monkeypatch):
     with mock_aws():
-        deployment = Deployment(demo_db, slack.url)
-        for key, value in deployment.env.items():
-            monkeypatch.setenv(key, value)
-        handler = load_handler_module("scan")
-        deployment.handler = handler
-        deployment.invoke = lambda name="scheduled_monthly.json": handler.lambda_handler(
-            load_event(name), LambdaContext())
-        yield deployment
+        yield deploy(demo_db, slack, monkeypatch)
 
 
 def scans_saved(dsn: str) -> int:
@@ -91,16 +110,25 @@ def test_first_scan_reports_everything_as_new(deployed, slack, demo_db, capsys):
     assert len(message["changes"]["new"]) == 181
     assert attributes["highest_severity"]["StringValue"] == "critical"
     assert attributes["critical_count"]["StringValue"] == "4"
+    [envelope] = deployed.envelopes()             # SNS's own view: the subject is the money line
+    assert envelope["Subject"] == "4 customers charged after canceling: 41 charges, 990.00 USD"
+    assert json.loads(envelope["Message"])["scan_id"] == message["scan_id"]
     [posted] = slack.messages
     assert posted["text"] == "4 customers charged after canceling: 41 charges, 990.00 USD"
     text = json.dumps(posted["blocks"])
     assert text.count("billing-monitor approve ") == 4
     assert "462.00 USD" in text
+    assert "85 duplicate_subscription, 85 misfiled_paypal_id, 7 paypal_only: no action needed" in text
+    assert f"Monthly scan of {today()}: data current to {newest_import(demo_db)[:10]}." in text
     assert "All clear" not in text
     assert scans_saved(demo_db) == 1
 
 
-def test_second_scan_of_unchanged_data_alerts_nothing_new(deployed, slack):
+def today() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+def test_an_unchanged_daily_scan_posts_nothing(deployed, slack):
     deployed.invoke()
     deployed.published()
     result = deployed.invoke("scheduled_daily.json")
@@ -140,6 +168,107 @@ def test_fixed_disconnect_is_resolved_and_a_new_one_is_new(deployed, slack, demo
     assert fixed["paypal_subscription_id"] not in latest
 
 
+def test_an_unchanged_monthly_scan_still_posts_a_heartbeat_naming_everyone_at_risk(deployed, slack, demo_db):
+    deployed.invoke()
+    result = deployed.invoke()                      # the next month: nothing changed
+    assert (result["new"], result["resolved"], result["slack"]) == (0, 0, "posted")
+    assert len(slack.messages) == 2
+    text = json.dumps(slack.messages[-1]["blocks"])
+    assert f"Monthly scan of {today()}: data current to {newest_import(demo_db)[:10]}." in text
+    assert text.count("billing-monitor approve ") == 4
+    assert "Still at risk: 4 (monthly reminder)" in text
+    assert "Still open: 4 at risk" in text          # not 181: the counted-only findings are not "open" news
+    assert "85 duplicate_subscription, 85 misfiled_paypal_id, 7 paypal_only: no action needed" in text
+
+
+def add_leaver(dsn: str) -> None:
+    """A member who canceled in Kajabi and whom PayPal charged since: one new billing_disconnect."""
+    with psycopg.connect(dsn) as conn:
+        contact = conn.execute("insert into public.contacts (email, first_name, last_name) values"
+                               " ('new.leaver@example.com', 'New', 'Leaver') returning id").fetchone()[0]
+        conn.execute("insert into public.subscriptions (contact_id, kajabi_subscription_id, status, amount,"
+                     " billing_cycle, canceled_at) values (%s, '99887766', 'canceled', 22.00, 'month', '2025-04-01')",
+                     (contact,))
+        conn.execute("insert into public.subscriptions (contact_id, paypal_subscription_id, status, amount,"
+                     " billing_cycle) values (%s, 'I-NEWLEAVER001', 'active', 22.00, 'month')", (contact,))
+        conn.execute("insert into public.transactions (contact_id, source, amount, status, transaction_date)"
+                     " values (%s, 'paypal', 22.00, 'completed', '2025-05-01')", (contact,))
+
+
+def test_a_daily_scan_with_news_does_not_postpone_the_monthly_reminder(deployed, slack, demo_db):
+    deployed.invoke("scheduled_monthly.json")
+    add_leaver(demo_db)
+    daily = deployed.invoke("scheduled_daily.json")
+    assert (daily["new"], daily["slack"]) == (1, "posted")
+    news = json.dumps(slack.messages[-1]["blocks"])
+    assert news.count("billing-monitor approve ") == 1          # the daily post: only the news
+    assert "I-NEWLEAVER001" in news
+    assert deployed.invoke("scheduled_daily.json")["slack"] == "nothing new"
+    monthly = deployed.invoke("scheduled_monthly.json")        # the next monthly, a day later
+    assert monthly["slack"] == "posted"
+    reminder = json.dumps(slack.messages[-1]["blocks"])
+    assert reminder.count("billing-monitor approve ") == 5      # every customer at risk, the new one too
+    assert len(slack.messages) == 3
+
+
+def test_a_warning_only_database_names_the_customer_about_to_be_charged(aws_env, prod, slack, monkeypatch):
+    ada = prod.contact("ada@example.com", "Ada", "Lovelace")
+    prod.kajabi(ada, status="canceled", canceled_at="2026-11-20")
+    prod.paypal(ada, paypal="I-ABOUTTOBILL1")
+    prod.charge(ada, date="2026-10-20")                         # before canceling: explained, not a finding
+    with mock_aws():
+        deployment = deploy(prod.dsn, slack, monkeypatch)
+        result = deployment.invoke()
+        [(message, _)] = deployment.published()
+    assert result["summary"]["by_severity"]["critical"] == 0
+    assert result["summary"]["by_check"]["billing_disconnect"] == 1
+    [posted] = slack.messages
+    assert posted["text"] == "1 customer about to be charged after canceling (none charged yet)"
+    text = json.dumps(posted["blocks"])
+    assert "*Ada Lovelace &lt;ada@example.com&gt;*" in text
+    assert "*about to be charged*: canceled in Kajabi on 2026-11-20, PayPal bills at its next cycle" in text
+    [finding] = message["findings"]
+    assert f"billing-monitor approve {finding['finding_id']} --by YOU@EXAMPLE.COM" in text
+    assert "All clear" not in text
+    assert "white_check_mark" not in text
+
+
+def test_an_sns_failure_after_saving_says_saved_not_published(deployed, slack, demo_db, caplog, capsys):
+    deployed.sns.delete_topic(TopicArn=deployed.topic_arn)
+    with pytest.raises(MonitorError) as raised:
+        deployed.invoke()
+    done = "scan saved, not published to SNS, not posted to Slack"
+    assert str(raised.value).endswith(f"({done})")
+    assert "while publishing to SNS" in str(raised.value)
+    assert done in caplog.text
+    assert "nothing was saved" not in caplog.text
+    assert scans_saved(demo_db) == 1
+    [posted] = slack.messages                                   # not the report: one line saying what happened
+    assert posted["text"].startswith(f":x: The scan of {today()} failed: ")
+    assert posted["text"].endswith(f"({done}).")
+    assert emitted_metrics(capsys.readouterr().out)["ScanFailures"] == 1
+
+
+def test_sns_message_has_the_report_for_machines_and_a_text_for_people(deployed, monkeypatch):
+    sent = []
+    publish = deployed.handler.sns.publish
+    monkeypatch.setattr(deployed.handler.sns, "publish", lambda **kw: sent.append(kw) or publish(**kw))
+    deployed.invoke()
+    [call] = sent
+    assert call["MessageStructure"] == "json"
+    assert call["Subject"] == "4 customers charged after canceling: 41 charges, 990.00 USD"
+    structure = json.loads(call["Message"])
+    assert set(structure) == {"default", "email"}
+    [(received, _)] = deployed.published()
+    assert json.loads(structure["default"]) == received         # what the queue subscriber got
+    email = structure["email"]
+    assert email.splitlines()[0] == call["Subject"]
+    assert email.count("To stop it, approve the cancellation: billing-monitor approve ") == 4
+    assert "85 duplicate_subscription, 85 misfiled_paypal_id, 7 paypal_only: no action needed." in email
+    assert f"Monthly scan of {today()}: data current to " in email
+    assert len(call["Message"].encode()) < 256 * 1024
+
+
 def test_slack_rate_limit_is_retried(deployed, slack):
     slack.script = [(429, {"Retry-After": "0"}), (200, {})]
     assert deployed.invoke()["slack"] == "posted"
@@ -149,30 +278,71 @@ def test_slack_rate_limit_is_retried(deployed, slack):
 
 def test_slack_outage_never_loses_the_scan(deployed, slack, demo_db, capsys, caplog):
     slack.always = (503, {})
-    result = deployed.invoke()
+    result = deployed.invoke("scheduled_daily.json")
     assert emitted_metrics(capsys.readouterr().out)["SlackFailures"] == 1
-    assert "Slack notification failed" in caplog.text
+    assert "Slack notification failed; scan saved, published to SNS, not posted to Slack" in caplog.text
     assert result["slack"].startswith("failed: Slack answered 503")
     assert len(slack.requests) == 5                    # first try and four retries
     assert len(deployed.published()) == 1
     assert scans_saved(demo_db) == 1
-    # the next scan still has it to say: nothing was marked as reported
+    # the next daily scan still has it to say: no message carried it
     slack.always = None
-    assert deployed.invoke()["slack"] == "posted"
+    slack.requests.clear()
+    assert deployed.invoke("scheduled_daily.json")["slack"] == "posted"
+    assert json.dumps(slack.messages[-1]["blocks"]).count("billing-monitor approve ") == 4
+    assert deployed.invoke("scheduled_daily.json")["slack"] == "nothing new"    # and once is enough
 
 
-def test_database_unreachable_fails_loudly_and_saves_nothing(aws_env, slack, monkeypatch, demo_db):
+def test_database_unreachable_posts_one_line_to_slack_and_raises(aws_env, slack, monkeypatch, demo_db, capsys):
     with mock_aws():
-        deployment = Deployment("postgresql://monitor:Sup3rSecret@127.0.0.1:1/prod", slack.url)
+        deployment = Deployment("postgresql://monitor:Sup3r%40Secret@127.0.0.1:1/prod", slack.url)
         for key, value in deployment.env.items():
             monkeypatch.setenv(key, value)
         handler = load_handler_module("scan")
         with pytest.raises(MonitorError, match=r"cannot connect to host 127\.0\.0\.1:1") as raised:
             handler.lambda_handler(load_event("scheduled_monthly.json"), LambdaContext())
-        assert "Sup3rSecret" not in str(raised.value)
         assert deployment.published() == []
-        assert slack.requests == []
+    [posted] = slack.messages
+    assert set(posted) == {"text"}
+    assert "\n" not in posted["text"]
+    assert posted["text"].startswith(f":x: The scan of {today()} failed: cannot connect to host 127.0.0.1:1")
+    assert posted["text"].endswith("(nothing was saved, published or posted).")
+    out = capsys.readouterr().out
+    assert emitted_metrics(out)["ScanFailures"] == 1
+    for secret in ("Sup3r", "Secret"):
+        assert secret not in str(raised.value)
+        assert secret not in posted["text"]
+        assert secret not in out
     assert scans_saved(demo_db) == 0
+
+
+def test_a_failed_scan_with_slack_down_too_raises_and_counts_the_slack_failure(aws_env, slack, monkeypatch, capsys):
+    slack.always = (503, {})
+    with mock_aws():
+        deployment = Deployment("postgresql://monitor:x@127.0.0.1:1/prod", slack.url)
+        for key, value in deployment.env.items():
+            monkeypatch.setenv(key, value)
+        handler = load_handler_module("scan")
+        with pytest.raises(MonitorError, match="cannot connect"):
+            handler.lambda_handler(load_event("scheduled_daily.json"), LambdaContext())
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert metrics["ScanFailures"] == 1
+    assert metrics["SlackFailures"] == 1
+
+
+def test_settings_that_cannot_be_read_are_told_to_slack(aws_env, slack, monkeypatch, demo_db):
+    with mock_aws():
+        deployment = Deployment(demo_db, slack.url)
+        for key, value in deployment.env.items():
+            monkeypatch.setenv(key, value)
+        boto3.client("secretsmanager").delete_secret(SecretId=deployment.dsn_secret, ForceDeleteWithoutRecovery=True)
+        handler = load_handler_module("scan")
+        with pytest.raises(MonitorError, match="while reading the settings"):
+            handler.lambda_handler(load_event("scheduled_monthly.json"), LambdaContext())
+    [posted] = slack.messages
+    assert posted["text"].startswith(f":x: The scan of {today()} failed: ")
+    assert "while reading the settings" in posted["text"]
+    assert posted["text"].endswith("(nothing was saved, published or posted).")
 
 
 def test_logs_are_json_and_never_hold_a_customer_email(deployed, slack, demo_db, capsys, monkeypatch):
@@ -261,24 +431,15 @@ def test_a_scan_that_fails_while_saving_leaves_the_previous_state(deployed, demo
 
     real = history.fingerprint
     monkeypatch.setattr(history, "fingerprint", fingerprint_then_crash)
-    with pytest.raises(RuntimeError, match="crash in the middle"):
+    with pytest.raises(MonitorError, match=r"RuntimeError while saving the scan: crash in the middle of saving"
+                                           r" \(nothing was saved, published or posted\)") as raised:
         deployed.invoke()
+    assert isinstance(raised.value.__cause__, RuntimeError)
     with psycopg.connect(demo_db) as conn:
         after = conn.execute("select finding_id, last_seen_scan, resolved_scan from billing_monitor.findings"
                              " order by 1").fetchall()
     assert scans_saved(demo_db) == 1
     assert after == before
     assert deployed.published() == []
-    assert len(slack.messages) == 1
-
-
-def test_a_month_later_unchanged_findings_get_one_reminder(deployed, slack, demo_db):
-    deployed.invoke()
-    with psycopg.connect(demo_db) as conn:   # as if the first scan had been a month ago
-        conn.execute("update billing_monitor.findings set last_reported_at = last_reported_at - interval '31 days'")
-    result = deployed.invoke()
-    assert (result["new"], result["slack"]) == (0, "posted")
-    reminder = json.dumps(slack.messages[-1]["blocks"])
-    assert "Still open (monthly reminder)" in reminder
-    assert reminder.count("billing-monitor approve ") == 4
-    assert deployed.invoke()["slack"] == "nothing new"      # and only once
+    assert len(slack.messages) == 2                 # the first scan's, then one line: the scan failed
+    assert slack.messages[1]["text"].startswith(f":x: The scan of {today()} failed: RuntimeError while saving")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from billing_monitor.monitor import schedule_of
 from billing_monitor.settings import CancelSettings, ScanSettings, is_secret, variable_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,3 +157,40 @@ def test_sam_build_without_docker(tmp_path):
     assert any(p.name.startswith("aws_lambda_powertools") for p in layer.iterdir())
     assert (tmp_path / "build" / "ScanFunction" / "app.py").exists()
     assert (tmp_path / "build" / "CancelFunction" / "app.py").exists()
+
+
+def test_each_schedule_sends_the_input_the_events_files_hold(template):
+    """The handler tells the monthly scan from the daily one by this input (events/ are what EventBridge sends)."""
+    events = functions(template)["ScanFunction"]["Events"]
+    for event, file, schedule in (("MonthlyScan", "scheduled_monthly.json", "monthly"),
+                                  ("DailyScan", "scheduled_daily.json", "daily")):
+        sent = json.loads(events[event]["Properties"]["Input"])
+        assert sent == json.loads((ROOT / "events" / file).read_text())
+        assert schedule_of(sent) == schedule
+
+
+def test_alarms_reach_someone_the_alarm_email_is_required(template):
+    parameter = template["Parameters"]["AlarmEmail"]
+    assert "Default" not in parameter                        # sam deploy cannot go on without one
+    pattern = re.compile(parameter["AllowedPattern"])
+    assert pattern.fullmatch("owner@example.com")
+    for wrong in ("", "owner", "owner@", "@example.com", "a b@example.com"):
+        assert not pattern.fullmatch(wrong)
+    subscription = template["Resources"]["AlarmEmailSubscription"]
+    assert "Condition" not in subscription
+    assert subscription["Properties"] == {"TopicArn": "AlarmTopic", "Protocol": "email", "Endpoint": "AlarmEmail"}
+
+
+def test_the_slack_failures_alarm_watches_the_metric_powertools_emits(template):
+    """Powertools EMF: namespace POWERTOOLS_METRICS_NAMESPACE, the one dimension `service` = POWERTOOLS_SERVICE_NAME."""
+    source = (ROOT / "layers/monitor/billing_monitor/monitor.py").read_text()
+    assert '"SlackFailures"' in source
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    alarm = template["Resources"]["SlackFailuresAlarm"]["Properties"]
+    assert alarm["Namespace"] == env["POWERTOOLS_METRICS_NAMESPACE"]
+    assert alarm["MetricName"] == "SlackFailures"
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": env["POWERTOOLS_SERVICE_NAME"]}]
+    assert alarm["AlarmActions"] == ["AlarmTopic"]
+    assert alarm["Statistic"] == "Sum"
+    assert alarm["Threshold"] == 1
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"

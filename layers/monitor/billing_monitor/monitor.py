@@ -1,80 +1,212 @@
-"""The monitoring run the scheduled function (and `scan --save`) performs: scan, save, tell."""
+"""The monitoring run the scheduled function performs: scan, save, publish to SNS, post to Slack.
+
+It knows which schedule started it (the monthly message always posts; a daily one only news), keeps track
+of the steps it has done, and when one fails it says so truthfully ("scan saved, not published to SNS,
+not posted to Slack"), in one line to Slack when Slack is reachable, and raises MonitoringFailed.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from billing_monitor.db import redact
+from billing_monitor.errors import MonitorError
 from billing_monitor.http import retrying_session
-from billing_monitor.notify import SlackError, post_to_slack, slack_message, sns_message
+from billing_monitor.notify import (
+    DAILY,
+    MANUAL,
+    MONTHLY,
+    SlackError,
+    SnsMessage,
+    failure_message,
+    post_to_slack,
+    slack_message,
+    sns_message,
+)
 from billing_monitor.report import build_report
 from billing_monitor.scan import run_scan
-from billing_monitor.settings import ScanSettings
+from billing_monitor.settings import ScanSettings, resolve
 from billing_monitor.store import ScanDiff, mark_reported, open_store, save_scan
 
 log = logging.getLogger(__name__)
+
+RecordMetric = Callable[[str, MetricUnit, float], None]
+
+
+def schedule_of(event: object) -> str:
+    """Which schedule invoked the function: 'monthly', 'daily', or 'manual' (anything else).
+
+    The template's schedules send a constant input, {"schedule": "monthly"} or {"schedule": "daily"}. A rule
+    without that input sends EventBridge's Scheduled Event, whose `resources` holds the rule's ARN; SAM names
+    the rule after the event (…:rule/<stack>-ScanFunctionMonthlyScan-<suffix>), so the name tells.
+    A manual invocation is treated as the monthly one: it always posts and names everyone at risk.
+    """
+    if not isinstance(event, dict):
+        return MANUAL
+    if event.get("schedule") in (MONTHLY, DAILY):
+        return event["schedule"]
+    for arn in event.get("resources") or ():
+        rule = str(arn).rsplit("/", 1)[-1]
+        if "DailyScan" in rule:
+            return DAILY
+        if "MonthlyScan" in rule:
+            return MONTHLY
+    return MANUAL
+
+
+@dataclass
+class Steps:
+    """What the run has done so far, for a failure to say truthfully."""
+
+    saved: bool = False
+    published: bool = False
+    posted: bool = False
+
+    def describe(self) -> str:
+        if not self.saved:
+            return "nothing was saved, published or posted"
+        return ", ".join(("scan saved",
+                          "published to SNS" if self.published else "not published to SNS",
+                          "posted to Slack" if self.posted else "not posted to Slack"))
+
+
+class MonitoringFailed(MonitorError):
+    """A step of the run failed; str() is the one line the owner reads, with what had been done before."""
+
+    def __init__(self, scan_date: str, reason: str, steps: Steps):
+        self.scan_date, self.reason, self.steps = scan_date, reason, steps
+        super().__init__(f"the scan of {scan_date} failed: {reason} ({steps.describe()})")
+
+
+def _reason(exc: BaseException, stage: str, dsns: tuple[str | None, ...] = ()) -> str:
+    """A MonitorError's own line; any other error's type, the stage and its first line; no password ever."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    for dsn in (*dsns, None):
+        text = redact(text, dsn)
+    if isinstance(exc, MonitorError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__} while {stage}" + (f": {text}" if text else "")
 
 
 @dataclass
 class MonitoringOutcome:
     report: dict
     diff: ScanDiff
-    published: bool
-    slack: str          # "posted", "nothing new", "not configured", "failed: ..."
+    schedule: str
+    steps: Steps = field(default_factory=Steps)
+    slack: str = "not configured"     # "posted", "nothing new", "not configured", "failed: ..."
+
+    @property
+    def published(self) -> bool:
+        return self.steps.published
 
     def summary(self) -> dict:
         return {
-            "scan_id": self.report["scan_id"],
-            "summary": self.report["summary"],
+            "scan_id": self.report["scan_id"], "schedule": self.schedule,
+            "summary": self.report["summary"], "data_current_to": self.report.get("data_current_to"),
             "new": len(self.diff.new), "still_open": len(self.diff.still_open), "resolved": len(self.diff.resolved),
             "published_to_sns": self.published, "slack": self.slack,
         }
 
 
-def scan_and_save(settings: ScanSettings) -> tuple[dict, ScanDiff]:
-    """Scan read-only, then record it in one transaction of the store (all or nothing)."""
-    report = build_report(run_scan(settings.dsn_value, settings.tolerance,
-                                   statement_timeout_s=settings.statement_timeout_s,
-                                   stale_after_days=settings.stale_after_days))
-    with open_store(settings.store_dsn_value) as conn:
-        diff = save_scan(conn, report)
-    return report, diff
+def _announce_failure(webhook: str | None, failure: MonitoringFailed, session, record_metric: RecordMetric) -> None:
+    """One line to Slack, if there is a Slack to tell; a Slack that fails too is counted, never raised."""
+    if not webhook:
+        return
+    try:
+        post_to_slack(webhook, failure_message(failure.scan_date, failure.reason, failure.steps.describe()), session)
+    except SlackError as exc:
+        log.error("could not tell Slack that the scan failed", extra={"error": str(exc)})
+        record_metric("SlackFailures", MetricUnit.Count, 1)
 
 
-def run_monitoring(settings: ScanSettings, *, publish: Callable[[str, dict], None] | None,
-                   record_metric: Callable[[str, MetricUnit, float], None] = lambda *a: None,
-                   slack_session=None) -> MonitoringOutcome:
-    """Scan, save, publish to SNS, post to Slack. A Slack failure is logged and counted, never fatal."""
+def run_monitoring(settings: ScanSettings, *, schedule: str = MANUAL, publish: Callable[[SnsMessage], None] | None,
+                   record_metric: RecordMetric = lambda *a: None, slack_session=None) -> MonitoringOutcome:
+    """Scan, save, publish to SNS, post to Slack, in that order.
+
+    A Slack post that fails is logged and counted (SlackFailures), never fatal: the scan is saved and on SNS.
+    Any other failure stops the run, posts one line to Slack (when configured) and raises MonitoringFailed,
+    which says which steps were done.
+    """
     started = datetime.now(UTC)
-    report, diff = scan_and_save(settings)
-    published = False
-    if publish is not None:
-        body, attributes = sns_message(report, diff)
-        publish(body, attributes)
-        published = True
-    slack = "not configured"
-    payload = slack_message(report, diff)
-    if settings.slack_webhook and payload is None:
-        slack = "nothing new"
-    elif settings.slack_webhook:
-        try:
-            session = slack_session or retrying_session(methods=("POST",), backoff_factor=settings.http_backoff_s)
-            post_to_slack(settings.slack_webhook, payload, session)
-            slack = "posted"
-            with open_store(settings.store_dsn_value) as conn:
-                mark_reported(conn, diff, started)
-        except SlackError as exc:
-            slack = f"failed: {exc}"
-            log.error("Slack notification failed; the scan is saved and on SNS", extra={"error": str(exc)})
-            record_metric("SlackFailures", MetricUnit.Count, 1)
+    steps = Steps()
+    session = slack_session or retrying_session(methods=("POST",), backoff_factor=settings.http_backoff_s)
+    stage = "scanning"
+    try:
+        report = build_report(run_scan(settings.dsn_value, settings.tolerance,
+                                       statement_timeout_s=settings.statement_timeout_s,
+                                       stale_after_days=settings.stale_after_days))
+        stage = "saving the scan"
+        with open_store(settings.store_dsn_value) as conn:      # one transaction: all or nothing
+            diff = save_scan(conn, report)
+        steps.saved = True
+        outcome = MonitoringOutcome(report, diff, schedule, steps)
+        if publish is not None:
+            stage = "publishing to SNS"
+            publish(sns_message(report, diff, schedule=schedule))
+            steps.published = True
+        stage = "posting to Slack"
+        payload = slack_message(report, diff, schedule=schedule) if settings.slack_webhook else None
+        if settings.slack_webhook and payload is None:
+            outcome.slack = "nothing new"
+        elif settings.slack_webhook:
+            try:
+                post_to_slack(settings.slack_webhook, payload, session)
+            except SlackError as exc:
+                outcome.slack = f"failed: {exc}"
+                log.error(f"Slack notification failed; {steps.describe()}", extra={"error": str(exc)})
+                record_metric("SlackFailures", MetricUnit.Count, 1)
+            else:
+                outcome.slack = "posted"
+                steps.posted = True
+                stage = "recording what Slack carried"
+                with open_store(settings.store_dsn_value) as conn:
+                    mark_reported(conn, diff, started, everything=schedule != DAILY)
+    except Exception as exc:
+        failure = MonitoringFailed(started.date().isoformat(), _reason(exc, stage, (settings.dsn_value,
+                                                                                    settings.store_dsn_value)), steps)
+        record_metric("ScanFailures", MetricUnit.Count, 1)
+        _announce_failure(settings.slack_webhook, failure, session, record_metric)
+        raise failure from exc
     for severity, count in report["summary"]["by_severity"].items():
         record_metric(f"Findings_{severity}", MetricUnit.Count, count)
     for currency, money in report["summary"]["charged_after_cancellation"].items():
         # a metric is a number for CloudWatch: the money leaves Decimal only here
         record_metric(f"ChargedAfterCancellation_{currency}", MetricUnit.NoUnit, float(money["total"]))
     record_metric("ScanDuration", MetricUnit.Seconds, (datetime.now(UTC) - started).total_seconds())
-    return MonitoringOutcome(report, diff, published, slack)
+    return outcome
+
+
+def run_scheduled(event: object, *, load_settings: Callable[[], ScanSettings],
+                  publisher: Callable[[str], Callable[[SnsMessage], None]],
+                  record_metric: RecordMetric = lambda *a: None, slack_session=None) -> MonitoringOutcome:
+    """What the scan function does with an event: read the settings, then run_monitoring for its schedule.
+
+    Settings that cannot be read fail the run too, told to Slack when the webhook alone can still be read.
+    """
+    schedule = schedule_of(event)
+    log.info(f"{schedule} scan started")
+    try:
+        settings = load_settings()
+    except Exception as exc:
+        failure = MonitoringFailed(datetime.now(UTC).date().isoformat(), _reason(exc, "reading the settings"), Steps())
+        record_metric("ScanFailures", MetricUnit.Count, 1)
+        _announce_failure(_slack_webhook_if_readable(), failure,
+                          slack_session or retrying_session(methods=("POST",)), record_metric)
+        raise failure from exc
+    return run_monitoring(settings, schedule=schedule,
+                          publish=publisher(settings.topic_arn) if settings.topic_arn else None,
+                          record_metric=record_metric, slack_session=slack_session)
+
+
+def _slack_webhook_if_readable() -> str | None:
+    try:
+        return resolve("SLACK_WEBHOOK_URL")
+    except Exception:  # noqa: BLE001 - the run has already failed; this only decides whether Slack hears of it
+        return None

@@ -1,21 +1,53 @@
-"""What the owner is told: the Slack message (Block Kit) and the SNS message, built from the report."""
+"""What the owner is told (docs/spec/alerts.md): the Slack message (Block Kit) and the SNS message, built
+from the report and what changed since the last scan. No I/O here but `post_to_slack`.
+
+A message names every customer at risk (the registry's AT_RISK_CHECKS) with what to do and the money,
+shows a stale import first, counts the findings that need no action in one line, and never says "all
+clear" while anyone is at risk. Slack's limits hold whatever the number of findings.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+from dataclasses import dataclass
 
 import requests
 
 from billing_monitor.http import DEFAULT_TIMEOUT, retrying_session
 from billing_monitor.report import customer_label, money_line
-from billing_monitor.rules.registry import BILLING_DISCONNECT, CRITICAL, SEVERITIES, WARNING, at_least
+from billing_monitor.rules.registry import (
+    AT_RISK_CHECKS,
+    CHECK_RANK,
+    COUNTED_ONLY_CHECKS,
+    CRITICAL,
+    SEVERITIES,
+    STALE_IMPORT,
+    WARNING,
+    at_least,
+)
 from billing_monitor.store.scans import ScanDiff
 
 log = logging.getLogger(__name__)
 
+MONTHLY, DAILY, MANUAL = "monthly", "daily", "manual"
+SCHEDULES = (MONTHLY, DAILY, MANUAL)
+
 SNS_LIMIT_BYTES = 256 * 1024
-SLACK_MAX_DETAILED = 15     # new critical findings shown one by one; the rest are counted
+SNS_SUBJECT_MAX = 100
+EMAIL_BUDGET_BYTES = 64 * 1024      # the plain-text body's share of the SNS message
+
+# Slack's limits (https://api.slack.com/reference/block-kit/blocks) ...
+SLACK_MAX_BLOCKS = 50
+SLACK_SECTION_MAX = 3000
+SLACK_HEADER_MAX = 150
+# ... and one it does not document: past about 13,000 characters of block text it answers
+# msg_blocks_too_long. The whole message's text stays under this.
+SLACK_TEXT_BUDGET = 12_000
+LABEL_MAX = 300                     # a customer's name and e-mail, as shown (data can be anything)
+MORE_COMMAND = "`billing-monitor scan`"
+APPROVE = "billing-monitor approve {finding_id} --by YOU@EXAMPLE.COM"
 
 
 class SlackError(Exception):
@@ -27,6 +59,75 @@ def slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def clip(text: str, limit: int) -> str:
+    """At most `limit` characters, with … when cut; never cuts an &amp;-style escape in two."""
+    if len(text) <= limit:
+        return text
+    return re.sub(r"&[a-z]*$", "", text[: limit - 1]) + "…"
+
+
+# ---------------------------------------------------------------- what the report says
+
+
+def is_at_risk(f: dict) -> bool:
+    return f["check"] in AT_RISK_CHECKS
+
+
+def is_charged(f: dict) -> bool:
+    return bool((f.get("charges") or {}).get("count"))
+
+
+def _customer_key(f: dict) -> str:
+    return (f.get("contact") or {}).get("id") or f.get("subscription_id") or f["finding_id"]
+
+
+def at_risk_findings(report: dict) -> list[dict]:
+    """The open findings that name a customer charged, or about to be charged, after canceling."""
+    return [f for f in report["findings"] if is_at_risk(f)]
+
+
+def stale_findings(report: dict) -> list[dict]:
+    return [f for f in report["findings"] if f["check"] == STALE_IMPORT]
+
+
+def headline(report: dict) -> str:
+    """The money line, and who is about to be charged: the Slack header, the SNS subject, the e-mail's first line."""
+    line = money_line(report)
+    charged = {_customer_key(f) for f in report["findings"] if is_charged(f)}
+    about = {_customer_key(f) for f in at_risk_findings(report) if not is_charged(f)} - charged
+    if not about:
+        return line
+    noun = "customer" if len(about) == 1 else "customers"
+    if charged:
+        return f"{line}; {len(about)} more about to be charged"
+    return f"{len(about)} {noun} about to be charged after canceling (none charged yet)"
+
+
+def heartbeat_line(report: dict, schedule: str) -> str:
+    """'Monthly scan of 2026-12-01: data current to 2026-11-30.'"""
+    kind = {MONTHLY: "Monthly scan", DAILY: "Daily scan"}.get(schedule, "Scan")
+    line = f"{kind} of {report['started_at'][:10]}"
+    if "data_current_to" in report:         # the scan reports it (report-format.md)
+        current = report["data_current_to"]
+        line += f": data current to {current[:10]}" if current else ": no transactions imported yet"
+    return line + "."
+
+
+def counted_line(report: dict) -> str | None:
+    """'85 duplicate_subscription, 85 misfiled_paypal_id, 7 paypal_only: no action needed' (None: none)."""
+    by_check = report["summary"]["by_check"]
+    counts = sorted(((by_check.get(name, 0), name) for name in COUNTED_ONLY_CHECKS if by_check.get(name)),
+                    key=lambda c: (-c[0], CHECK_RANK[c[1]]))
+    if not counts:
+        return None
+    return ", ".join(f"{n} {name}" for n, name in counts) + ": no action needed"
+
+
+def stale_line(f: dict) -> str:
+    detail = f.get("detail") or "the newest transaction is too old"
+    return f"The imports have stopped: {detail}. Every other finding may be out of date."
+
+
 def _months_charged(charges: dict) -> int:
     """Calendar months from the first to the last charge after canceling, both counted."""
     if not charges.get("first") or not charges.get("last"):
@@ -35,55 +136,194 @@ def _months_charged(charges: dict) -> int:
     return (int(last[:4]) - int(first[:4])) * 12 + int(last[5:7]) - int(first[5:7]) + 1
 
 
-def _critical_line(f: dict) -> str:
+def _what_happened(f: dict, bold) -> str:
+    """The money, or why the customer is about to be charged (bold: how the important part is marked)."""
     charges = f.get("charges") or {}
-    months = _months_charged(charges)
-    what = (f"charged {charges.get('count', 0)}x over {months} month{'s' if months != 1 else ''} after canceling,"
-            f" *{charges.get('total', '0.00')} {f['currency']}*")
-    if f["check"] == BILLING_DISCONNECT and f.get("kajabi_canceled_at"):
-        what += f" (canceled in Kajabi {f['kajabi_canceled_at'][:10]})"
-    line = f"*{slack_escape(customer_label(f.get('contact')))}* · PayPal `{f.get('paypal_subscription_id') or '-'}` · {what}"
+    currency = f.get("currency") or ""
+    canceled = (f.get("kajabi_canceled_at") or "")[:10]
+    if is_charged(f):
+        months = _months_charged(charges)
+        money = f"{charges.get('total') or '0.00'} {currency}".strip()
+        what = f"charged {charges['count']}x over {months} month{'s' if months != 1 else ''} after canceling, {bold(money)}"
+        return what + (f" (canceled in Kajabi {canceled})" if canceled else "")
+    when = f.get("next_billing_time")       # once the scan reconciles with PayPal (alerts.md)
+    bills = f"PayPal bills next on {when[:10]}" if when else "PayPal bills at its next cycle"
+    price = ""
+    if f.get("amount"):
+        cycle = f"/{f['billing_cycle']}" if f.get("billing_cycle") else ""
+        price = f" ({f['amount']} {currency}".rstrip() + f"{cycle})"
+    return f"{bold('about to be charged')}: canceled in Kajabi on {canceled or 'an unknown date'}, {bills}{price}"
+
+
+def _what_to_do(f: dict) -> str | None:
     if f.get("action"):
-        line += f"\nApprove: `billing-monitor approve {f['finding_id']} --by YOU@EXAMPLE.COM`"
+        return None                         # the approval command says it
+    return "nothing to cancel from here (no PayPal subscription): look these charges up where they were made"
+
+
+def customer_line_slack(f: dict) -> str:
+    """One customer at risk, in mrkdwn: who, PayPal id, the money or 'about to be charged', the approval."""
+    who = clip(slack_escape(customer_label(f.get("contact"))), LABEL_MAX)
+    paypal = clip(slack_escape(f.get("paypal_subscription_id") or "-"), 60).replace("`", "'")
+    line = f"*{who}* · PayPal `{paypal}` · {_what_happened(f, lambda s: f'*{s}*')}"
+    if f.get("action"):
+        line += f"\nApprove: `{APPROVE.format(finding_id=f['finding_id'])}`"
+    else:
+        line += f"\n{_what_to_do(f)}"
     return line
 
 
-def slack_message(report: dict, diff: ScanDiff) -> dict | None:
-    """The Block Kit payload, or None when there is nothing the owner has not already been told."""
-    has_news = diff.new or diff.resolved or diff.changed or diff.reminder_due
-    if not has_news:
+def customer_line_text(f: dict) -> str:
+    """The same, for a plain-text e-mail."""
+    who = clip(customer_label(f.get("contact")), LABEL_MAX)
+    line = f"- {who}, PayPal {f.get('paypal_subscription_id') or '-'}: {_what_happened(f, lambda s: s)}"
+    if f.get("action"):
+        line += f"\n  To stop it, approve the cancellation: {APPROVE.format(finding_id=f['finding_id'])}"
+    else:
+        line += f"\n  {_what_to_do(f)}"
+    return line
+
+
+# ---------------------------------------------------------------- Slack
+
+
+@dataclass
+class _Groups:
+    """The customers at risk a message names, by what happened to them since the last scan."""
+
+    new: list[dict]
+    changed: list[dict]
+    still: list[dict]          # unchanged: named by the monthly message only
+    oldest_months: int          # of the still-open ones (new ones excluded)
+    still_open_count: int       # open at risk and not new: the "still open" of the status line
+
+
+def _groups(report: dict, diff: ScanDiff) -> _Groups:
+    order = {f["finding_id"]: i for i, f in enumerate(report["findings"])}
+    by_order = lambda fs: sorted(fs, key=lambda f: order.get(f["finding_id"], len(order)))  # noqa: E731
+    new = [f for f in diff.new if is_at_risk(f)]
+    new += [o.finding for o in diff.still_open if is_at_risk(o.finding) and o.unreported and not o.changed]
+    changed = [o.finding for o in diff.still_open if is_at_risk(o.finding) and o.changed]
+    shown = {f["finding_id"] for f in new + changed}
+    still_open = [o for o in diff.still_open if is_at_risk(o.finding)]
+    still = [o.finding for o in still_open if o.finding["finding_id"] not in shown]
+    return _Groups(by_order(new), by_order(changed), by_order(still),
+                   max((o.months_open for o in still_open), default=0), len(still_open))
+
+
+def has_news(diff: ScanDiff) -> bool:
+    """Something a daily scan posts about: new, changed or resolved findings, or ones no post has carried."""
+    return bool(diff.new or diff.resolved or diff.changed or any(o.unreported for o in diff.still_open))
+
+
+def _section(text: str) -> dict:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SLACK_SECTION_MAX)}}
+
+
+def _text_of(block: dict) -> str:
+    if block["type"] == "context":
+        return "".join(e.get("text", "") for e in block["elements"])
+    return block["text"]["text"]
+
+
+def _more(n: int) -> str:
+    return f"…and {n} more: {MORE_COMMAND}"
+
+
+def _pack(groups: list[tuple[str, list[str]]], max_blocks: int, max_chars: int) -> list[dict]:
+    """Sections for the groups of customer lines, within `max_blocks` blocks and `max_chars` characters.
+
+    Every group gets its title and a fair share: the groups take one line each in turn while lines fit
+    (several lines to a section); what a group cannot show is counted on its last line ("…and 37 more:
+    `billing-monitor scan`").
+    """
+    groups = [(title, lines) for title, lines in groups if lines]
+    reserve = 1 + len(_more(10**6))         # room kept in each group's last section for its count
+    sections = [[title] for title, _ in groups]
+    lengths = [len(title) for title, _ in groups]        # of each group's last section
+    shown = [0] * len(groups)
+    chars = sum(len(title) + reserve for title, _ in groups)
+    blocks = len(groups)        # slack_message keeps its other blocks short: these always fit
+    open_groups = set(range(len(groups)))
+    while open_groups:
+        for i in sorted(open_groups):
+            lines = groups[i][1]
+            if shown[i] == len(lines):
+                open_groups.discard(i)
+                continue
+            line = lines[shown[i]]
+            new_section = lengths[i] + 2 + len(line) + reserve > SLACK_SECTION_MAX
+            cost = len(line) + (0 if new_section else 2)
+            if chars + cost > max_chars or blocks + new_section > max_blocks:
+                open_groups.discard(i)          # its order is kept: the rest of it is counted
+                continue
+            if new_section:
+                sections[i].append(line)
+                lengths[i] = len(line)
+                blocks += 1
+            else:
+                sections[i][-1] += "\n\n" + line
+                lengths[i] += 2 + len(line)
+            chars += cost
+            shown[i] += 1
+    out = []
+    for i, (_, lines) in enumerate(groups):
+        if shown[i] < len(lines):
+            sections[i][-1] += "\n" + _more(len(lines) - shown[i])
+        out.extend(_section(text) for text in sections[i])
+    return out
+
+
+def slack_message(report: dict, diff: ScanDiff, *, schedule: str) -> dict | None:
+    """The Block Kit payload; None when a daily scan has nothing new to say.
+
+    The monthly message (and a scan started by hand) always posts: it names every customer at risk and
+    carries the heartbeat line. A daily one posts only news: what is new, changed or resolved.
+    """
+    everything = schedule != DAILY
+    if not everything and not has_news(diff):
         return None
-    critical_count = report["summary"]["by_severity"][CRITICAL]
-    blocks = [{"type": "header", "text": {"type": "plain_text", "text": money_line(report)[:150]}}]
-    new_critical = [f for f in diff.new if f["severity"] == CRITICAL]
-    changed_critical = [o.finding for o in diff.changed if o.finding["severity"] == CRITICAL]
-    reminded = [o.finding for o in diff.still_open
-                if diff.reminder_due and not o.changed and o.finding["severity"] == CRITICAL]
-    for title, group in (("New: charged after canceling", new_critical),
-                         ("Changed since the last report", changed_critical),
-                         ("Still open (monthly reminder)", reminded)):
-        if not group:
-            continue
-        lines = [_critical_line(f) for f in group[:SLACK_MAX_DETAILED]]
-        if len(group) > SLACK_MAX_DETAILED:
-            lines.append(f"…and {len(group) - SLACK_MAX_DETAILED} more in the report (SNS / `billing-monitor scan`).")
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*"}})
-        blocks.extend({"type": "section", "text": {"type": "mrkdwn", "text": line[:2900]}} for line in lines)
-    other_new = len(diff.new) - len(new_critical)
+    title = headline(report)
+    groups = _groups(report, diff)
+    at_risk_open = bool(at_risk_findings(report))
+    stale = stale_findings(report)
+
+    top = [{"type": "header", "text": {"type": "plain_text", "text": clip(title, SLACK_HEADER_MAX)}}]
+    if len(title) > SLACK_HEADER_MAX:       # the money line is always stated in full
+        top.append(_section(f"*{slack_escape(title)}*"))
+    top.extend(_section(f":warning: *{clip(slack_escape(stale_line(f)), 1000)}*") for f in stale)
+
     status = []
-    if other_new:
-        status.append(f"{other_new} new warning/info finding(s)")
-    if diff.still_open and (diff.reminder_due or diff.changed):
-        oldest = max(o.months_open for o in diff.still_open)
-        status.append(f"Still open: {len(diff.still_open)} (oldest {oldest} month(s))")
     if diff.resolved:
-        status.append(f"Resolved since the last scan: {len(diff.resolved)}")
-    if critical_count == 0:
-        status.append(":white_check_mark: All clear: nobody is being charged after canceling.")
-    if status:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(status)}})
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"scan {report['scan_id']}"}]})
-    return {"text": money_line(report), "blocks": blocks}
+        resolved_at_risk = sum(is_at_risk(f) for f in diff.resolved)
+        status.append(f"Resolved since the last scan: {len(diff.resolved)}"
+                      + (f" ({resolved_at_risk} of them at risk)" if resolved_at_risk else ""))
+    if groups.still_open_count and everything:
+        status.append(f"Still open: {groups.still_open_count} at risk (oldest {groups.oldest_months} month(s))")
+    counted = counted_line(report)
+    if counted:
+        new_counted = sum(f["check"] in COUNTED_ONLY_CHECKS for f in diff.new)
+        status.append(counted + (f" ({new_counted} of them new)" if new_counted else ""))
+    if not at_risk_open and not stale:
+        status.append(":white_check_mark: All clear: nobody is charged, or about to be charged, after canceling.")
+    tail = [_section(clip("\n".join(status), 1500))] if status else []
+    tail.append({"type": "context", "elements": [{"type": "mrkdwn", "text": clip(
+        f"{heartbeat_line(report, schedule)} Scan {slack_escape(report['scan_id'])}.", 500)}]})
+
+    listed = [(f"*New: {len(groups.new)} at risk*", groups.new),
+              (f"*Changed since the last scan: {len(groups.changed)}*", groups.changed)]
+    if everything:
+        listed.append((f"*Still at risk: {len(groups.still)} (monthly reminder)*", groups.still))
+    fixed_chars = sum(len(_text_of(b)) for b in top + tail)
+    middle = _pack([(t, [customer_line_slack(f) for f in fs]) for t, fs in listed],
+                   SLACK_MAX_BLOCKS - len(top) - len(tail), SLACK_TEXT_BUDGET - fixed_chars)
+    return {"text": clip(title, SLACK_SECTION_MAX), "blocks": top + middle + tail}
+
+
+def failure_message(scan_date: str, reason: str, done: str) -> dict:
+    """One line: 'The scan of 2026-12-01 failed: cannot connect to … (nothing was saved, published or posted).'"""
+    reason = " ".join(reason.split())
+    return {"text": clip(f":x: The scan of {scan_date} failed: {slack_escape(reason)} ({done}).", SLACK_SECTION_MAX)}
 
 
 def post_to_slack(webhook_url: str, payload: dict, session: requests.Session | None = None) -> None:
@@ -97,11 +337,67 @@ def post_to_slack(webhook_url: str, payload: dict, session: requests.Session | N
         raise SlackError(f"Slack answered {answer.status_code}: {answer.text[:200]}")
 
 
-def sns_message(report: dict, diff: ScanDiff | None, limit: int = SNS_LIMIT_BYTES) -> tuple[str, dict]:
-    """The report (plus the new/open/resolved view) as one JSON document under SNS's size limit.
+# ---------------------------------------------------------------- SNS
 
-    Too large: keep the critical and warning findings and say how many were left out; still too large:
-    the critical ones only; then the summary alone. Never split, never dropped.
+
+@dataclass(frozen=True)
+class SnsMessage:
+    """What `sns.publish` takes: MessageStructure="json", Message=body, Subject=subject."""
+
+    subject: str            # the headline, made safe for SNS
+    body: str               # {"default": the report JSON, "email": plain text}
+    attributes: dict        # highest_severity, critical_count (for subscription filters)
+
+    @property
+    def size(self) -> int:
+        return len(self.body.encode()) + len(json.dumps(self.attributes)) + len(self.subject)
+
+
+def sns_subject(text: str) -> str:
+    """At most 100 characters, printable ASCII, one line, starting with a letter, digit or punctuation."""
+    safe = "".join(c if " " <= c <= "~" else "?" for c in " ".join(text.split()))
+    safe = safe.strip() or "billing-monitor scan"
+    return safe if len(safe) <= SNS_SUBJECT_MAX else safe[: SNS_SUBJECT_MAX - 3].rstrip() + "..."
+
+
+def email_text(report: dict, diff: ScanDiff | None, *, schedule: str, budget: int = EMAIL_BUDGET_BYTES) -> str:
+    """The plain-text body an e-mail subscriber reads: the money line, the stale import, each customer at
+    risk with what to do, the counted line, what changed, the heartbeat line."""
+    head = [headline(report), "", heartbeat_line(report, schedule), ""]
+    head += [f"WARNING: {stale_line(f)}\n" for f in stale_findings(report)]
+    at_risk = at_risk_findings(report)
+    tail = [""]
+    counted = counted_line(report)
+    if counted:
+        tail.append(counted + ".")
+    if diff is not None:
+        changed = sum(o.changed for o in diff.still_open)
+        tail.append(f"Since the last scan: {len(diff.new)} new, {changed} changed, {len(diff.resolved)} resolved.")
+    if not at_risk and not stale_findings(report):
+        tail.append("All clear: nobody is charged, or about to be charged, after canceling.")
+    tail.append(f"Scan {report['scan_id']}. The full report: `billing-monitor scan --format json`, or this"
+                " message's JSON on any other subscription.")
+    if at_risk:
+        head.append(f"Customers at risk ({len(at_risk)}):")
+    used = len("\n".join(head + tail).encode()) + 200
+    lines = []
+    for i, f in enumerate(at_risk):
+        line = customer_line_text(f)
+        used += len(line.encode()) + 1
+        if used > budget:
+            lines.append(f"...and {len(at_risk) - i} more: billing-monitor scan")
+            break
+        lines.append(line)
+    return "\n".join(head + lines + tail)
+
+
+def sns_message(report: dict, diff: ScanDiff | None, *, schedule: str = MONTHLY,
+                limit: int = SNS_LIMIT_BYTES) -> SnsMessage:
+    """The report for machines and a text for people, in one SNS message under its size limit.
+
+    `default` is the report JSON (plus the new/open/resolved view). Too large: keep the critical and warning
+    findings and say how many were left out; still too large: the critical ones only; then the summary alone.
+    Never split, never dropped. `email` is email_text, shortened further only if the summary alone does not fit.
     """
     by_severity = report["summary"]["by_severity"]
     highest = next((s for s in SEVERITIES if by_severity.get(s)), "none")
@@ -109,14 +405,22 @@ def sns_message(report: dict, diff: ScanDiff | None, limit: int = SNS_LIMIT_BYTE
         "highest_severity": {"DataType": "String", "StringValue": highest},
         "critical_count": {"DataType": "Number", "StringValue": str(by_severity.get(CRITICAL, 0))},
     }
+    subject = sns_subject(headline(report))
+    budget = limit - 1024       # SNS counts the message, its attributes and the subject; keep a margin
+
+    def envelope(document: dict, email: str) -> SnsMessage:
+        body = json.dumps({"default": json.dumps(document), "email": email})
+        return SnsMessage(subject, body, attributes)
+
+    email_budget = EMAIL_BUDGET_BYTES
+    email = email_text(report, diff, schedule=schedule, budget=email_budget)
     document = dict(report)
     if diff is not None:
         document["changes"] = diff.as_dict()
-    budget = limit - len(json.dumps(attributes)) - 1024
-    body = json.dumps(document)
+    message = envelope(document, email)
     for keep in (at_least(WARNING), at_least(CRITICAL), ()):
-        if len(body.encode()) <= budget:
-            break
+        if message.size <= budget:
+            return message
         kept = [f for f in report["findings"] if f["severity"] in keep]
         document = dict(document, findings=kept, findings_omitted=len(report["findings"]) - len(kept),
                         note=f"Report over SNS's 256 KB limit: only {' and '.join(keep) or 'no'} findings are"
@@ -124,5 +428,8 @@ def sns_message(report: dict, diff: ScanDiff | None, limit: int = SNS_LIMIT_BYTE
         if "changes" in document and not keep:
             document["changes"] = {"previous_scan_id": diff.previous_scan_id, "new": len(diff.new),
                                    "still_open": len(diff.still_open), "resolved": len(diff.resolved)}
-        body = json.dumps(document)
-    return body, attributes
+        message = envelope(document, email)
+    while message.size > budget and email_budget > 1024:
+        email_budget //= 2
+        message = envelope(document, email_text(report, diff, schedule=schedule, budget=email_budget))
+    return message

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -14,7 +14,6 @@ from billing_monitor.report import money_line
 from billing_monitor.store.migrations import SCHEMA
 
 SAVE_LOCK = 0x626D0002        # pg_advisory_xact_lock key: two scans saving at once take turns
-REMINDER_EVERY = timedelta(days=28)
 
 
 def fingerprint(finding: dict) -> str:
@@ -34,6 +33,7 @@ class OpenFinding:
     first_seen_at: datetime
     months_open: int
     changed: bool
+    unreported: bool = False   # no Slack message has carried it yet (the post that would have failed or never ran)
 
 
 @dataclass
@@ -43,7 +43,6 @@ class ScanDiff:
     new: list[dict] = field(default_factory=list)
     still_open: list[OpenFinding] = field(default_factory=list)
     resolved: list[dict] = field(default_factory=list)
-    reminder_due: bool = False
 
     @property
     def changed(self) -> list[OpenFinding]:
@@ -68,8 +67,6 @@ def save_scan(conn: psycopg.Connection, report: dict) -> ScanDiff:
     conn.execute("select pg_advisory_xact_lock(%s)", (SAVE_LOCK,))
     scan_id, started = report["scan_id"], datetime.fromisoformat(report["started_at"])
     previous = conn.execute(f"select scan_id from {SCHEMA}.scan_runs order by started_at desc limit 1").fetchone()
-    last_reminder = conn.execute(
-        f"select max(last_reported_at) from {SCHEMA}.findings where resolved_scan is null").fetchone()[0]
     conn.execute(
         f"insert into {SCHEMA}.scan_runs (scan_id, started_at, finished_at, tolerance, summary, money_line)"
         " values (%s, %s, %s, %s, %s, %s)",
@@ -78,7 +75,7 @@ def save_scan(conn: psycopg.Connection, report: dict) -> ScanDiff:
     ids = [f["finding_id"] for f in report["findings"]]
     known = {
         r[0]: r[1:] for r in conn.execute(
-            f"select finding_id, fingerprint, first_seen_at from {SCHEMA}.findings"
+            f"select finding_id, fingerprint, first_seen_at, last_reported_at is null from {SCHEMA}.findings"
             " where resolved_scan is null and finding_id = any(%s)", (ids,))
     }
     diff = ScanDiff(scan_id=scan_id, previous_scan_id=str(previous[0]) if previous else None)
@@ -86,8 +83,9 @@ def save_scan(conn: psycopg.Connection, report: dict) -> ScanDiff:
     for f in report["findings"]:
         fp = fingerprint(f)
         if f["finding_id"] in known:
-            old_fp, first_seen = known[f["finding_id"]]
-            diff.still_open.append(OpenFinding(f, first_seen, months_between(first_seen, started), old_fp != fp))
+            old_fp, first_seen, unreported = known[f["finding_id"]]
+            diff.still_open.append(OpenFinding(f, first_seen, months_between(first_seen, started), old_fp != fp,
+                                               unreported))
         else:
             diff.new.append(f)
         rows.append((f["finding_id"], f["check"], f["severity"], f["paypal_subscription_id"], scan_id, started,
@@ -114,14 +112,15 @@ def save_scan(conn: psycopg.Connection, report: dict) -> ScanDiff:
         f"update {SCHEMA}.findings set resolved_scan = %s, resolved_at = %s"
         " where resolved_scan is null and last_seen_scan <> %s returning finding",
         (scan_id, started, scan_id))]
-    diff.reminder_due = bool(diff.still_open) and (last_reminder is None or started - last_reminder >= REMINDER_EVERY)
     return diff
 
 
-def mark_reported(conn: psycopg.Connection, diff: ScanDiff, when: datetime) -> None:
-    """Remember what Slack carried, so the next scan does not repeat it before the monthly reminder."""
+def mark_reported(conn: psycopg.Connection, diff: ScanDiff, when: datetime, *, everything: bool) -> None:
+    """Remember what a Slack message carried: the news (new, changed, not carried before), or, for the
+    monthly message (`everything`), every open finding. A finding no message has carried is news again
+    for the next daily scan (alerts.md: the Slack post that failed does not lose it)."""
     reported = [f["finding_id"] for f in diff.new] + [o.finding["finding_id"] for o in diff.still_open
-                                                       if o.changed or diff.reminder_due]
+                                                       if everything or o.changed or o.unreported]
     conn.execute(f"update {SCHEMA}.findings set last_reported_at = %s where finding_id = any(%s)", (when, reported))
 
 
