@@ -189,3 +189,43 @@ def report_as_reference(report: dict) -> dict:
         )
         for f in report["findings"]
     }
+
+
+def cents(value: Decimal) -> str:
+    return format(value.quantize(Decimal("0.01")), "f")
+
+
+def reference_money(findings: dict, txs: list[Tx]) -> tuple[dict, dict]:
+    """The money of `reference_findings`: per finding with charges (count, total, first, last); per currency
+    (trimmed, upper-cased) the count and total of every listed charge, each charge once.
+
+    A finding's total adds its charges whatever their currency (a charge *for* P counts in any currency): the
+    rules say nothing about a finding's total across currencies, and this is what the scan does."""
+    by_id = {t.id: t for t in txs}
+    per_finding = {}
+    listed: set[UUID] = set()
+    for fid, (_check, _sev, _kajabi, _canceled, charges, _action) in findings.items():
+        if charges is None:
+            continue
+        rows = [by_id[t] for t in charges]
+        listed |= set(charges)
+        per_finding[fid] = (
+            len(rows), cents(sum((t.amount for t in rows), Decimal(0))),
+            min((t.transaction_date for t in rows), default=None), max((t.transaction_date for t in rows), default=None))
+    per_currency: dict[str, list[Decimal]] = defaultdict(list)
+    for t in listed:
+        per_currency[trim(by_id[t].currency).upper()].append(by_id[t].amount)
+    return per_finding, {cur: {"count": len(a), "total": cents(sum(a, Decimal(0)))} for cur, a in per_currency.items()}
+
+
+def report_money(report: dict) -> tuple[dict, dict]:
+    """The same money read from an actual report."""
+    def when(text):
+        return None if text is None else datetime.fromisoformat(text)
+
+    per_finding = {
+        f["finding_id"]: (f["charges"]["count"], f["charges"]["total"], when(f["charges"]["first"]),
+                          when(f["charges"]["last"]))
+        for f in report["findings"] if f["charges"] is not None
+    }
+    return per_finding, report["summary"]["charged_after_cancellation"]
