@@ -40,6 +40,7 @@ from tests.support.reference_rules import (
     match,
     reference_findings,
     reference_money,
+    reference_stale_import,
     report_as_reference,
     report_money,
     trim,
@@ -260,6 +261,11 @@ def scratch_dsn(pg_server, template_db):
         conn.execute(f'drop database if exists "{name}" with (force)')
 
 
+# When the scan runs, against load()'s import time BASE: current, exactly 14 days on (not yet stale), stale.
+SCAN_TIMES = st.sampled_from([BASE + timedelta(days=1), BASE + timedelta(days=14),
+                              BASE + timedelta(days=14, microseconds=1), BASE + timedelta(days=400)])
+
+
 def charged_disconnects(expected: dict) -> int:
     return sum(1 for f in expected.values() if f[0] == "billing_disconnect" and f[4])
 
@@ -267,15 +273,16 @@ def charged_disconnects(expected: dict) -> int:
 # Random locally (to keep exploring); the same examples every run in CI (reproducible).
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=bool(os.environ.get("CI")),
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(db=databases())
-def test_sql_scan_equals_the_rules_read_loop_by_loop(scratch_dsn, db):
+@given(db=databases(), now=SCAN_TIMES)
+def test_sql_scan_equals_the_rules_read_loop_by_loop(scratch_dsn, db, now):
     from billing_monitor.report import build_report
     from billing_monitor.scan import run_scan
 
     contacts, subs, txs, tolerance = db
     load(scratch_dsn, contacts, subs, txs)
-    report = build_report(run_scan(scratch_dsn, tolerance))
+    report = build_report(run_scan(scratch_dsn, tolerance, now=now))
     expected = reference_findings(set(contacts), subs, txs, tolerance)
+    expected.update(reference_stale_import(subs, [BASE for _ in txs], now))   # load() imports every row at BASE
     # --hypothesis-show-statistics shows how often the money of a billing_disconnect is compared
     event("a billing_disconnect with charges" if charged_disconnects(expected) else "no charged billing_disconnect")
     assert report_as_reference(report) == expected

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
@@ -174,6 +174,17 @@ def reference_findings(contact_ids: set[UUID], subs: list[Sub], txs: list[Tx], t
             out[finding_id_for("orphaned_transaction", str(t.id))] = (
                 "orphaned_transaction", "warning", None, None, None, None)
     return out
+
+
+def reference_stale_import(subs: list[Sub], imported_at: list[datetime], now: datetime,
+                           stale_after_days: int = 14) -> dict:
+    """alerts.md's stale_import, read plainly: the newest import older than stale_after_days at scan time, or
+    no transaction while there are subscriptions."""
+    newest = max(imported_at, default=None)
+    stale = (newest is None and bool(subs)) or (newest is not None and now - newest > timedelta(days=stale_after_days))
+    if not stale:
+        return {}
+    return {finding_id_for("stale_import", "public.transactions"): ("stale_import", "warning", None, None, None, None)}
 
 
 def report_as_reference(report: dict) -> dict:
