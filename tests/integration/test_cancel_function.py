@@ -370,7 +370,9 @@ def test_paypal_429_then_success(approvals, paypal):
     assert approvals.actions()[0]["outcome"] == "canceled"
 
 
-def test_paypal_down_is_retried_by_sqs_and_lands_in_the_dlq(approvals, paypal):
+@pytest.mark.parametrize(("operation", "fault"), [("cancel", 500), ("token", 401)])
+def test_paypal_down_or_refusing_the_credentials_is_retried_by_sqs_and_lands_in_the_dlq(approvals, paypal,
+                                                                                       operation, fault):
     sqs = boto3.client("sqs")
     dlq = sqs.create_queue(QueueName="approvals-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -378,7 +380,7 @@ def test_paypal_down_is_retried_by_sqs_and_lands_in_the_dlq(approvals, paypal):
         "VisibilityTimeout": "0",
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})})["QueueUrl"]
     sqs.send_message(QueueUrl=queue, MessageBody=approval())
-    paypal.faults["cancel"] = [500] * 100
+    paypal.faults[operation] = [fault] * 100
     for _ in range(3):
         [message] = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=1)["Messages"]
         event = sqs_event(message["Body"])

@@ -147,15 +147,7 @@ def test_fixed_disconnect_is_resolved_and_a_new_one_is_new(deployed, slack, demo
     with psycopg.connect(demo_db) as conn:
         conn.execute("update public.subscriptions set status = 'canceled', canceled_at = now() where id = %s",
                      (fixed["subscription_id"],))
-        contact = conn.execute("insert into public.contacts (email, first_name, last_name) values"
-                               " ('new.leaver@example.com', 'New', 'Leaver') returning id").fetchone()[0]
-        conn.execute("insert into public.subscriptions (contact_id, kajabi_subscription_id, status, amount,"
-                     " billing_cycle, canceled_at) values (%s, '99887766', 'canceled', 22.00, 'month', '2025-04-01')",
-                     (contact,))
-        conn.execute("insert into public.subscriptions (contact_id, paypal_subscription_id, status, amount,"
-                     " billing_cycle) values (%s, 'I-NEWLEAVER001', 'active', 22.00, 'month')", (contact,))
-        conn.execute("insert into public.transactions (contact_id, source, amount, status, transaction_date)"
-                     " values (%s, 'paypal', 22.00, 'completed', '2025-05-01')", (contact,))
+    add_leaver(demo_db)
     second = deployed.invoke()
     assert first["new"] == 181
     assert second["resolved"] == 1
