@@ -7,8 +7,14 @@ Builds the database in PostgreSQL itself (generate_series), then prints, in one 
   - the floor: one sequential pass, `select count(*), sum(amount)` over transactions and subscriptions;
   - the whole `billing-monitor scan --format json` as a user runs it (a child process), wall time;
   - their ratio, and the scan's peak RSS (the child's max resident set).
+  - stale_import's newest bound: the plan of rules/sql/newest_hint.sql (it must be a Tid Range Scan:
+    the table's last pages, not a pass), its time, data_current_to, and how many rows the bound lets
+    through the transaction pass's first stage (imported after it: few when imports append);
+  - with --compare-with PATH, the same command run by another checkout's code (e.g. a git worktree of the
+    previous version) on the same database, alternating with this one's, each run, best and median.
 Target (issue 3): ratio <= 3 and peak RSS < 300 MB at 5 million transactions.
 Uses the embedded PostgreSQL unless --dsn names an empty database to fill.
+The scan command always runs this checkout's code (PYTHONPATH), whatever the venv's editable install.
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import re
+import statistics
 import subprocess
 import sys
 import time
@@ -168,8 +177,8 @@ def phases(dsn: str) -> dict[str, float]:
     return times
 
 
-def scan_command(dsn: str) -> tuple[float, float, dict]:
-    """Wall seconds, peak RSS in MB, and the figures of one run of the command.
+def scan_command(dsn: str, checkout: Path = ROOT) -> tuple[float, float, dict]:
+    """Wall seconds, peak RSS in MB, and the figures of one run of the command by `checkout`'s code.
 
     A small wrapper process runs it, so RUSAGE_CHILDREN is the scan's own peak, not this script's.
     """
@@ -181,14 +190,57 @@ def scan_command(dsn: str) -> tuple[float, float, dict]:
         "wall = time.perf_counter() - t\n"
         "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
         "sys.stderr.write(p.stderr.decode())\n"
-        "print(json.dumps({'code': p.returncode, 'wall': wall, 'rss': rss, 'bytes': len(p.stdout)}))\n"
+        "print(json.dumps({'code': p.returncode, 'wall': wall, 'rss': rss, 'bytes': len(p.stdout),"
+        " 'head': p.stdout[:1000].decode(errors='replace')}))\n"
     )
+    env = {**os.environ, "PYTHONPATH": str(checkout / "layers" / "monitor")}
     out = subprocess.run([sys.executable, "-c", code, str(exe), "scan", "--dsn", dsn, "--format", "json"],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True, env=env)
     figures = json.loads(out.stdout.splitlines()[-1])
     if figures["code"] != 0:
         raise SystemExit(f"scan failed: {out.stderr}")
+    current = re.search(r'"data_current_to":\s*("[^"]*"|null)', figures.pop("head"))
+    figures["data_current_to"] = json.loads(current.group(1)) if current else "-"   # "-": a version without it
     return figures["wall"], figures["rss"], figures
+
+
+def newest_bound(dsn: str) -> dict:
+    """stale_import's newest bound as the scan computes it: its plan's scan node, its time, the bound, and
+    the rows imported after it, which the transaction pass's first stage lets through (counted here by a
+    pass of the bench's own, not the scan's)."""
+    sys.path.insert(0, str(ROOT / "layers" / "monitor"))
+    from billing_monitor import db
+    from billing_monitor.rules import checks
+
+    with db.connect(dsn, read_only=True) as conn:
+        plan = [line for (line,) in conn.execute("explain " + checks.load_query("newest_hint"))]
+        node = next((m.group(1) for line in plan
+                     if (m := re.search(r"((?:Parallel )?(?:Tid Range|Seq|Tid|Index|Index Only|Bitmap Heap) Scan)"
+                                        r" on transactions", line))), "?")
+        started = time.perf_counter()
+        hint = checks._newest_hint(conn)
+        seconds = time.perf_counter() - started
+        through = conn.execute("select count(*) from public.transactions where created_at > %s",
+                               (hint,)).fetchone()[0] if hint is not None else 0
+    return {"node": node, "seconds": seconds, "hint": hint, "through": through}
+
+
+def compare(dsn: str, other: Path, repeat: int) -> None:
+    """This checkout's scan command and `other`'s, alternating on the same database; each run, best, median."""
+    runs: dict[str, list[tuple[float, float, dict]]] = {"this": [], "other": []}
+    print(f"alternating runs, this checkout ({ROOT}) and --compare-with ({other}):", flush=True)
+    for i in range(repeat):
+        for name, checkout in (("other", other), ("this", ROOT)):
+            run = scan_command(dsn, checkout)
+            runs[name].append(run)
+            print(f"  run {i + 1} {name:<5} {run[0]:6.2f} s  {run[1]:4.0f} MB"
+                  f"  data_current_to {run[2]['data_current_to']}", flush=True)
+    for name in ("other", "this"):
+        walls = [r[0] for r in runs[name]]
+        print(f"  {name:<5} best {min(walls):.2f} s, median {statistics.median(walls):.2f} s,"
+              f" peak RSS {max(r[1] for r in runs[name]):.0f} MB", flush=True)
+    ratio = statistics.median(r[0] for r in runs["this"]) / statistics.median(r[0] for r in runs["other"])
+    print(f"  this / other (medians): {ratio:.2f}x", flush=True)
 
 
 @contextlib.contextmanager
@@ -210,7 +262,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the best is kept")
     parser.add_argument("--no-build", action="store_true",
                         help="--dsn names a database an earlier run built: measure it again as it is")
+    parser.add_argument("--compare-with", type=Path, metavar="CHECKOUT",
+                        help="another checkout of the project (e.g. `git worktree add ../old COMMIT`): run its scan"
+                             " command alternately with this one's on the same database, --repeat times each")
     args = parser.parse_args()
+    if args.compare_with and not (args.compare_with / "layers" / "monitor" / "billing_monitor").is_dir():
+        parser.error(f"--compare-with {args.compare_with}: no layers/monitor/billing_monitor there")
 
     with database(args.dsn) as dsn:
         counts = counts_of(dsn) if args.no_build else build(dsn, args.contacts)
@@ -226,12 +283,21 @@ def main() -> None:
         print(f"ratio scan / sequential pass:                                {wall / floor:.2f}x  (target <= 3)", flush=True)
         print(f"scan peak RSS:                                               {rss:.0f} MB  (target < 300)", flush=True)
         print(f"report size:                                                 {report_mb:.1f} MB", flush=True)
+        print(f"scan's data_current_to:                                      {runs[0][2]['data_current_to']}", flush=True)
+        bound = newest_bound(dsn)
+        print(f"stale_import's newest bound (newest_hint.sql):               {bound['node']}, {bound['seconds']:.3f} s"
+              f"{'' if bound['node'] == 'Tid Range Scan' else '  (NOT a Tid Range Scan: a pass over transactions)'}",
+              flush=True)
+        print(f"  bound {bound['hint']}; rows imported after it (through the first stage): {bound['through']:,}",
+              flush=True)
         probe = min(one_probe_per_row(dsn) for _ in range(args.repeat))
         print(f"one hash probe per transaction (orphan check alone):         {probe:.2f} s"
               f"  ({probe / floor:.2f}x)", flush=True)
         print("where the scan's time goes (in process):", flush=True)
         for name, seconds in phases(dsn).items():
             print(f"  {name:<58} {seconds:.2f} s", flush=True)
+        if args.compare_with:
+            compare(dsn, args.compare_with.resolve(), args.repeat)
 
 
 if __name__ == "__main__":

@@ -210,8 +210,8 @@ def reference_money(findings: dict, txs: list[Tx]) -> tuple[dict, dict]:
     """The money of `reference_findings`: per finding with charges (count, total, first, last); per currency
     (trimmed, upper-cased) the count and total of every listed charge, each charge once.
 
-    A finding's total adds its charges whatever their currency (a charge *for* P counts in any currency): the
-    rules say nothing about a finding's total across currencies, and this is what the scan does."""
+    A charge *for* P counts in any currency; a finding's money is its total per currency (trimmed, upper-cased),
+    never two currencies added into one figure."""
     by_id = {t.id: t for t in txs}
     per_finding = {}
     listed: set[UUID] = set()
@@ -220,8 +220,11 @@ def reference_money(findings: dict, txs: list[Tx]) -> tuple[dict, dict]:
             continue
         rows = [by_id[t] for t in charges]
         listed |= set(charges)
+        totals: dict[str, Decimal] = defaultdict(Decimal)
+        for t in rows:
+            totals[trim(t.currency).upper()] += t.amount
         per_finding[fid] = (
-            len(rows), cents(sum((t.amount for t in rows), Decimal(0))),
+            len(rows), {cur: cents(v) for cur, v in totals.items()},
             min((t.transaction_date for t in rows), default=None), max((t.transaction_date for t in rows), default=None))
     per_currency: dict[str, list[Decimal]] = defaultdict(list)
     for t in listed:
@@ -235,7 +238,7 @@ def report_money(report: dict) -> tuple[dict, dict]:
         return None if text is None else datetime.fromisoformat(text)
 
     per_finding = {
-        f["finding_id"]: (f["charges"]["count"], f["charges"]["total"], when(f["charges"]["first"]),
+        f["finding_id"]: (f["charges"]["count"], f["charges"]["totals"], when(f["charges"]["first"]),
                           when(f["charges"]["last"]))
         for f in report["findings"] if f["charges"] is not None
     }

@@ -146,7 +146,7 @@ def test_a_disconnect_with_charges_lists_them(report, named):
         "transaction_id": None, "contact": {"id": "c-ada", "email": "ada@example.com", "name": "Ada Lovelace"},
         "amount": "22.00", "currency": "USD", "billing_cycle": "month",
         "kajabi_canceled_at": "2023-08-16T00:00:00+00:00",
-        "charges": {"count": 2, "total": "44.00", "first": "2023-09-16T00:00:00+00:00",
+        "charges": {"count": 2, "total": "44.00", "totals": {"USD": "44.00"}, "first": "2023-09-16T00:00:00+00:00",
                     "last": "2023-10-16T00:00:00+00:00", "transactions": ["t1", "t2"]},
         "action": {"type": "cancel_paypal_subscription", "paypal_subscription_id": "I-SMALL1"},
         "detail": None,
@@ -155,7 +155,7 @@ def test_a_disconnect_with_charges_lists_them(report, named):
 
 def test_a_disconnect_not_charged_yet_has_zero_charges_and_null_dates(report, named):
     f = by_id(report, named["not_charged_yet"])
-    assert f["charges"] == {"count": 0, "total": "0.00", "first": None, "last": None, "transactions": []}
+    assert f["charges"] == {"count": 0, "total": "0.00", "totals": {}, "first": None, "last": None, "transactions": []}
     assert f["action"] == {"type": "cancel_paypal_subscription", "paypal_subscription_id": "I-NEW1"}
 
 
@@ -294,3 +294,19 @@ def test_table_of_an_empty_scan():
         "No customer charged after canceling.", "No transaction imported yet.", "",
         "Findings: no findings.",
         "By severity: 0 critical, 0 warning, 0 info. Tolerance 1.00. Scan scan-1."]
+
+
+def test_a_findings_money_is_never_two_currencies_added_into_one_figure():
+    """A charge *for* P counts whatever its currency: the finding's total is in its own currency, and every
+    currency has its own total (22.00 USD and 20.00 EUR are not 42.00 of anything)."""
+    mixed = Finding("billing_disconnect", "p-mixed", subscription_id="p-mixed", paypal_subscription_id="I-MIX1",
+                    contact=ADA, amount=Decimal("22"), currency="USD", billing_cycle="month",
+                    kajabi_canceled_at=datetime(2024, 1, 1, tzinfo=UTC), action_paypal_id="I-MIX1",
+                    charges=[charge("m1", "2024-02-01"), charge("m2", "2024-03-01", "20.00", " eur ")])
+    report = build_report(scan_of([mixed]))
+    [f] = report["findings"]
+    assert (f["charges"]["count"], f["charges"]["total"]) == (2, "22.00")
+    assert f["charges"]["totals"] == {"EUR": "20.00", "USD": "22.00"}
+    assert report["summary"]["charged_after_cancellation"] == {"EUR": {"count": 1, "total": "20.00"},
+                                                               "USD": {"count": 1, "total": "22.00"}}
+    assert "charged 2x since, 20.00 EUR + 22.00 USD" in render_table(report)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import requests
 
 from billing_monitor.http import DEFAULT_TIMEOUT, retrying_session
-from billing_monitor.report import customer_label, money_line
+from billing_monitor.report import charges_money, customer_label, money_line
 from billing_monitor.rules.registry import (
     AT_RISK_CHECKS,
     CHECK_RANK,
@@ -143,7 +143,7 @@ def _what_happened(f: dict, bold) -> str:
     canceled = (f.get("kajabi_canceled_at") or "")[:10]
     if is_charged(f):
         months = _months_charged(charges)
-        money = f"{charges.get('total') or '0.00'} {currency}".strip()
+        money = charges_money(f)
         what = f"charged {charges['count']}x over {months} month{'s' if months != 1 else ''} after canceling, {bold(money)}"
         return what + (f" (canceled in Kajabi {canceled})" if canceled else "")
     when = f.get("next_billing_time")       # once the scan reconciles with PayPal (alerts.md)

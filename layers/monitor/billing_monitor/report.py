@@ -35,7 +35,8 @@ def finding_to_dict(f: Finding) -> dict:
     if f.charges is not None:
         charges = {
             "count": len(f.charges),
-            "total": money_str(f.charged_total),
+            "total": money_str(f.charged_total),          # in the finding's currency
+            "totals": {cur: money_str(v) for cur, v in f.totals_by_currency().items()},
             "first": iso(f.charges[0].date) if f.charges else None,
             "last": iso(f.charges[-1].date) if f.charges else None,
             "transactions": [str(c.transaction_id) for c in f.charges],
@@ -128,6 +129,13 @@ def money_line(report: dict) -> str:
     return f"{len(customers)} {noun} charged after canceling: {count} charges, {totals}"
 
 
+def charges_money(f: dict) -> str:
+    """'462.00 USD', or '22.00 USD + 20.00 EUR' when a finding's charges are in more than one currency."""
+    charges = f.get("charges") or {}
+    totals = charges.get("totals") or {f.get("currency") or "": charges.get("total") or "0.00"}
+    return " + ".join(f"{total} {cur}".strip() for cur, total in totals.items())
+
+
 def customer_label(contact: dict | None) -> str:
     """How a customer is shown everywhere (table, Slack, CLI): 'Ada Lovelace <ada@example.com>'."""
     if not contact:
@@ -151,7 +159,7 @@ def _describe(f: dict) -> str:
     charges = f["charges"]
     if charges and charges["count"]:
         details.append(
-            f"charged {charges['count']}x since, {charges['total']} {f['currency']}"
+            f"charged {charges['count']}x since, {charges_money(f)}"
             f" ({charges['first'][:10]} to {charges['last'][:10]})")
     elif charges is not None:
         details.append("not charged yet; PayPal bills at the next cycle")

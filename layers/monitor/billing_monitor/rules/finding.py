@@ -68,6 +68,14 @@ class Finding:
 
     @property
     def charged_total(self) -> Decimal:
-        if not self.charges:
-            return _ZERO
-        return sum((c.amount for c in self.charges), _ZERO)
+        """What the charges come to in the finding's own currency (totals_by_currency has every currency)."""
+        return self.totals_by_currency().get((self.currency or "").strip().upper(), _ZERO)
+
+    def totals_by_currency(self) -> dict[str, Decimal]:
+        """The charges' total per currency: a charge *for* P counts whatever its currency, and money in two
+        currencies is never added into one figure."""
+        totals: dict[str, Decimal] = {}
+        for c in self.charges or ():
+            currency = c.currency.strip().upper()        # as summary.charged_after_cancellation keys it
+            totals[currency] = totals.get(currency, _ZERO) + c.amount
+        return dict(sorted(totals.items()))
