@@ -76,7 +76,7 @@ def charged_after_cancellation(findings: list[Finding]) -> dict[str, dict]:
             seen[str(c.transaction_id)] = c
     per_currency: dict[str, list] = defaultdict(list)
     for c in seen.values():
-        per_currency[c.currency.upper()].append(c.amount)
+        per_currency[c.currency.strip().upper()].append(c.amount)
     return {
         cur: {"count": len(amounts), "total": money_str(sum(amounts, Decimal(0)))}
         for cur, amounts in sorted(per_currency.items())
