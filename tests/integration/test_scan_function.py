@@ -83,21 +83,27 @@ def scans_saved(dsn: str) -> int:
         return conn.execute("select count(*) from billing_monitor.scan_runs").fetchone()[0] if exists else 0
 
 
-def emitted_metrics(out: str) -> dict:
-    """The CloudWatch EMF metrics the handler printed: name -> value."""
+def emitted_metrics(out: str, *, units: bool = False) -> dict:
+    """The CloudWatch EMF metrics the handler printed: name -> value (or name -> unit)."""
     metrics = {}
     for line in out.splitlines():
         if line.startswith("{") and '"_aws"' in line:
             doc = json.loads(line)
             for definition in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
                 value = doc[definition["Name"]]
-                metrics[definition["Name"]] = value[0] if isinstance(value, list) else value
+                metrics[definition["Name"]] = definition["Unit"] if units else (
+                    value[0] if isinstance(value, list) else value)
     return metrics
 
 
 def test_first_scan_reports_everything_as_new(deployed, slack, demo_db, capsys):
     result = deployed.invoke()
-    metrics = emitted_metrics(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    metrics = emitted_metrics(out)
+    # money has no CloudWatch unit ("None"); it was once recorded as a Count
+    units = emitted_metrics(out, units=True)
+    assert (units["ChargedAfterCancellation_USD"], units["ScanDuration"], units["Findings_critical"]) == (
+        "None", "Seconds", "Count")
     assert metrics["Findings_critical"] == 4
     assert metrics["Findings_warning"] == 85
     assert metrics["ChargedAfterCancellation_USD"] == 990.0
