@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from billing_monitor.monitor import schedule_of
 from billing_monitor.settings import CancelSettings, ScanSettings, is_secret, variable_of
@@ -157,6 +158,32 @@ def test_sam_build_without_docker(tmp_path):
     assert any(p.name.startswith("aws_lambda_powertools") for p in layer.iterdir())
     assert (tmp_path / "build" / "ScanFunction" / "app.py").exists()
     assert (tmp_path / "build" / "CancelFunction" / "app.py").exists()
+    assert_botocore_belongs_to_boto3(layer)
+    # The handlers import with nothing but the built layer and a bare Python 3.12 (the runtime's version):
+    # a dependency missing from layers/monitor/requirements.txt fails here, not in Lambda.
+    python = (str(Path(pyenv_312.stdout.strip()) / "bin" / "python3.12") if pyenv_312 and pyenv_312.returncode == 0
+              else shutil.which("python3.12"))
+    for function in ("ScanFunction", "CancelFunction"):
+        code = tmp_path / "build" / function
+        done = subprocess.run([python, "-I", "-S", "-c", f"import sys; sys.path[:0] = [{str(code)!r}, {str(layer)!r}];"
+                               " import app, boto3, botocore; print(boto3.__file__, botocore.__file__)"],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                              env={"AWS_DEFAULT_REGION": "us-east-1", "PATH": os.environ["PATH"]})
+        assert done.returncode == 0, f"{function}: {done.stderr[-2000:]}"
+        assert done.stdout.split() == [str(layer / "boto3" / "__init__.py"), str(layer / "botocore" / "__init__.py")]
+
+
+def assert_botocore_belongs_to_boto3(layer: Path) -> None:
+    """A layer's botocore shadows the runtime's: it must ship with a boto3 that accepts it (never alone)."""
+    dists = {d.name.split("-")[0].lower(): d for d in layer.glob("*.dist-info")}
+    assert "boto3" in dists, "botocore in the layer without boto3: the runtime's boto3 would run on it"
+    assert "botocore" in dists
+    requires = [line.split(":", 1)[1].strip() for line in (dists["boto3"] / "METADATA").read_text().splitlines()
+                if line.startswith("Requires-Dist:") and Requirement(line.split(":", 1)[1]).name == "botocore"
+                and Requirement(line.split(":", 1)[1]).marker is None]
+    version = dists["botocore"].name.removesuffix(".dist-info").split("-")[1]
+    assert len(requires) == 1
+    assert Requirement(requires[0]).specifier.contains(version), f"botocore {version} is not {requires[0]}"
 
 
 def test_each_schedule_sends_the_input_the_events_files_hold(template):
