@@ -4,7 +4,7 @@ VENV   ?= .venv
 SAMENV ?= .venv-sam
 BIN     = $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean sam-local
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "billing-monitor needs Python 3.11+")'
@@ -28,6 +28,12 @@ lint: $(BIN)/.installed
 test: lint $(SAMENV)/bin/sam
 	SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(SAMENV)/bin:$$PATH" $(BIN)/pytest -q
 	scripts/with-postgres15 $(BIN)/pytest -q -m integration -p no:cacheprovider
+
+# Both functions in Lambda's container (sam local invoke) against a local PostgreSQL, moto, and the fake
+# Slack and PayPal; installs and starts Docker when missing (root). scripts/sam_local.py says what it checks.
+sam-local: $(BIN)/.installed $(SAMENV)/bin/sam
+	scripts/ensure-docker
+	SAMENV=$(SAMENV) timeout 1800 $(BIN)/python scripts/sam_local.py
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/scan_bench.py

@@ -29,3 +29,37 @@ def demo_db(fresh_database):
 def slack():
     with FakeSlack() as fake:
         yield fake
+
+
+RUNBOOK_PASSWORDS = {"monitor_reader": "reader-pw", "monitor_writer": "writer-pw"}
+
+
+def as_role(dsn: str, role: str, password: str | None = None) -> str:
+    from psycopg import conninfo
+
+    return conninfo.make_conninfo(dsn, user=role, password=password or RUNBOOK_PASSWORDS[role])
+
+
+def drop_roles(admin_dsn: str, *roles: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        for role in roles:
+            if conn.execute("select 1 from pg_roles where rolname = %s", (role,)).fetchone():
+                conn.execute(f'drop owned by "{role}" cascade')
+                conn.execute(f'drop role "{role}"')
+
+
+@pytest.fixture
+def runbook_roles(demo_db):
+    """monitor_reader and monitor_writer made by docs/deploy.md's SQL, as written, on the demo database.
+    Yields their DSNs (and the admin's); roles are the server's, so they are dropped after."""
+    import psycopg
+
+    from tests.support.runbook import role_sql
+
+    drop_roles(demo_db, *RUNBOOK_PASSWORDS)
+    with psycopg.connect(demo_db, autocommit=True) as conn:
+        conn.execute(role_sql(RUNBOOK_PASSWORDS["monitor_reader"], RUNBOOK_PASSWORDS["monitor_writer"]))
+    yield {"reader": as_role(demo_db, "monitor_reader"), "writer": as_role(demo_db, "monitor_writer"), "admin": demo_db}
+    drop_roles(demo_db, *RUNBOOK_PASSWORDS)

@@ -79,8 +79,8 @@ class SpecResponse:
 
 
 class FakePayPal(LoopbackServer):
-    def __init__(self, token_ttl_s: int = 32400):
-        super().__init__()
+    def __init__(self, token_ttl_s: int = 32400, host: str = "127.0.0.1", port: int = 0):
+        super().__init__(host, port)
         self.subscriptions: dict[str, str] = {}       # id -> status
         self.status_changes: dict[str, tuple[str, str]] = {}   # id -> (status_change_note, status_update_time)
         self.calls: list[tuple[str, str, dict | None]] = []

@@ -13,8 +13,8 @@ class FakeSlack(LoopbackServer):
     An error answer's body is `error_body` when set (Slack's own error text, e.g. "invalid_blocks").
     """
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        super().__init__(host, port)
         self.requests: list[dict] = []
         self.script: list[tuple[int, dict]] = []
         self.always: tuple[int, dict] | None = None

@@ -7,9 +7,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class LoopbackServer:
-    """Subclasses implement on_request(handler, method); `url` is the server's base URL."""
+    """Subclasses implement on_request(handler, method); `url` is the server's base URL.
 
-    def __init__(self):
+    Listens on 127.0.0.1 and a free port unless told otherwise (scripts/sam_local.py: the docker bridge)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -22,8 +24,8 @@ class LoopbackServer:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.url = f"http://{host}:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def on_request(self, http: BaseHTTPRequestHandler, method: str) -> None:

@@ -65,7 +65,8 @@ def test_bad_numbers_are_named():
 
 OWNER, ROLE = "arn:aws:iam::123456789012:user/owner", "arn:aws:iam::123456789012:role/team/approver"
 CANCEL_ENV = {"BILLING_MONITOR_DSN": "postgresql://u:hunter2@h/d", "BILLING_MONITOR_APPROVER_ARNS": f" {OWNER} ,{ROLE}",
-              "PAYPAL_CLIENT_ID": "id-1", "PAYPAL_CLIENT_SECRET": "pp-secret", "IDEMPOTENCY_TABLE": "idem"}
+              "PAYPAL_CLIENT_ID": "id-1", "PAYPAL_CLIENT_SECRET": "pp-secret", "IDEMPOTENCY_TABLE": "idem",
+              "PAYPAL_ENVIRONMENT": "sandbox"}
 
 
 def test_cancel_settings_read_approvers_and_paypal():
@@ -79,6 +80,18 @@ def test_cancel_settings_read_approvers_and_paypal():
     shown = repr(settings)
     assert "hunter2" not in shown
     assert "pp-secret" not in shown
+
+
+def test_paypal_environment_has_no_default():
+    """Live or sandbox is chosen, never assumed; a run against another PayPal (a local fake) may leave it out."""
+    without = {k: v for k, v in CANCEL_ENV.items() if k != "PAYPAL_ENVIRONMENT"}
+    for unset in (without, {**without, "PAYPAL_ENVIRONMENT": ""}):
+        with pytest.raises(MonitorError) as raised:
+            CancelSettings.from_env(env=unset)
+        assert str(raised.value) == ("PAYPAL_ENVIRONMENT is not configured (set it to live, or to sandbox for PayPal's"
+                                     " test environment)")
+    local = CancelSettings.from_env(env={**without, "PAYPAL_BASE_URL": "http://127.0.0.1:9"})
+    assert local.paypal_base_url == "http://127.0.0.1:9"
 
 
 def test_cancel_settings_name_every_problem_at_once():

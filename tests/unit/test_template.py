@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from billing_monitor.monitor import schedule_of
 from billing_monitor.settings import CancelSettings, ScanSettings, is_secret, variable_of
@@ -69,28 +70,89 @@ def variables_read(settings) -> dict[str, set[str]]:
     return read
 
 
+# Read by the libraries, not by the settings models: Powertools' own, and boto3's endpoint (a local moto server).
+LIBRARY_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL", "AWS_ENDPOINT_URL"}
+
+
 @pytest.mark.parametrize("function", list(SETTINGS_OF))
-def test_each_function_gets_every_setting_it_requires(template, function):
+def test_each_function_declares_every_variable_its_settings_read(template, function):
+    """SAM passes a function only what the template declares (sam local's --env-vars cannot add a variable):
+    every name the model reads is declared, so that every way of setting it works locally and deployed."""
     settings = SETTINGS_OF[function]
     props = functions(template)[function]
     module = (ROOT / props["CodeUri"] / f"{props['Handler'].rsplit('.', 1)[0]}.py").read_text()
     assert f"{settings.__name__}.from_env" in module, f"{function} does not read {settings.__name__}"
     env = environment(template, props)
-    for name, field in settings.model_fields.items():
-        if field.is_required():
-            names = variables_read(settings)[variable_of(name, field)]
-            assert names & env, f"{function}: {sorted(names)[0]} is required and not set in the template"
-    assert "POWERTOOLS_METRICS_NAMESPACE" in env
-    assert "POWERTOOLS_SERVICE_NAME" in env
+    for names in variables_read(settings).values():
+        assert names <= env, f"{function}: {sorted(names - env)} not declared in the template"
+    assert env >= LIBRARY_VARIABLES
 
 
 @pytest.mark.parametrize("function", list(SETTINGS_OF))
 def test_the_template_sets_nothing_the_function_does_not_read(template, function):
     """A misspelt variable in the template would be silently ignored and its default used."""
-    env = environment(template, functions(template)[function]) - {
-        "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+    env = environment(template, functions(template)[function]) - LIBRARY_VARIABLES
     readable = set().union(*variables_read(SETTINGS_OF[function]).values())
     assert env - readable == set()
+
+
+def test_an_empty_aws_endpoint_url_means_aws():
+    """The template declares AWS_ENDPOINT_URL empty for the deployed functions: boto3 must read that as unset."""
+    import boto3
+
+    session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ENDPOINT_URL", "")
+        assert session.client("sqs").meta.endpoint_url == "https://sqs.us-east-1.amazonaws.com"
+        env.setenv("AWS_ENDPOINT_URL", "http://host.docker.internal:15000")
+        assert session.client("iam").meta.endpoint_url == "http://host.docker.internal:15000"
+
+
+class Intrinsic(str):
+    """A value the template computes (!Ref, !If, ...): sam local cannot always resolve it."""
+
+
+class TaggingLoader(yaml.SafeLoader):
+    pass
+
+
+TaggingLoader.add_multi_constructor("!", lambda loader, suffix, node: Intrinsic(suffix))
+
+
+@pytest.fixture(scope="module")
+def local_env() -> dict:
+    return json.loads((ROOT / "events" / "env.json").read_text())
+
+
+@pytest.mark.parametrize("function", list(SETTINGS_OF))
+def test_events_env_json_is_a_working_local_configuration(template, local_env, function):
+    """`sam local invoke F --env-vars events/env.json` as the README has it: every variable set there is declared
+    (SAM drops the others silently), every computed one is given a local value, the settings validate, and
+    nothing in it reaches AWS or a real service: the database, Slack, PayPal and the AWS endpoint are local."""
+    assert set(local_env) == set(SETTINGS_OF)
+    section = local_env[function]
+    props = functions(template)[function]
+    declared = environment(template, props)
+    assert set(section) - declared == set(), "set in events/env.json but not declared in template.yaml"
+    tagged = yaml.load((ROOT / "template.yaml").read_text(), Loader=TaggingLoader)
+    parameters = tagged["Parameters"]
+    variables = {**tagged["Globals"]["Function"]["Environment"]["Variables"],
+                 **tagged["Resources"][function]["Properties"]["Environment"]["Variables"]}
+    for name, value in variables.items():
+        if isinstance(value, Intrinsic) and not (value == "Ref" and "Default" in parameters.get(
+                template["Globals"]["Function"]["Environment"]["Variables"].get(name)
+                or props["Environment"]["Variables"].get(name), {})):
+            assert name in section, f"{name} is computed by the template ({value}): events/env.json must set it"
+    settings = SETTINGS_OF[function].from_env(env=section)          # no AWS call: plain values only
+    secret_ways = {f"{v}{way}" for v in variables_read(SETTINGS_OF[function]) for way in ("_SECRET", "_PARAMETER")}
+    assert not [k for k, v in section.items() if v and k in secret_ways], "a local run reads no AWS secret"
+    local = "host.docker.internal"
+    assert local in settings.dsn_value
+    assert local in settings.store_dsn_value
+    assert settings.slack_webhook.startswith(f"http://{local}:")
+    assert section["AWS_ENDPOINT_URL"].startswith(f"http://{local}:")
+    if function == "CancelFunction":
+        assert settings.paypal_base_url.startswith(f"http://{local}:")
 
 
 def test_the_settings_models_read_what_the_test_derives():
@@ -100,6 +162,14 @@ def test_the_settings_models_read_what_the_test_derives():
                                            "BILLING_MONITOR_DSN_PARAMETER"}
     assert scan["FINDINGS_TOPIC_ARN"] == {"FINDINGS_TOPIC_ARN"}
     assert "PAYPAL_CLIENT_SECRET_SECRET" in set().union(*variables_read(CancelSettings).values())
+
+
+def test_paypal_environment_must_be_chosen(template):
+    """No default: a deployment against PayPal's sandbox is a choice, never an accident."""
+    parameter = template["Parameters"]["PayPalEnvironment"]
+    assert "Default" not in parameter
+    assert sorted(parameter["AllowedValues"]) == ["live", "sandbox"]
+    assert functions(template)["CancelFunction"]["Environment"]["Variables"]["PAYPAL_ENVIRONMENT"] == "PayPalEnvironment"
 
 
 def test_schedules_monthly_by_default_and_daily_off(template):
@@ -157,6 +227,32 @@ def test_sam_build_without_docker(tmp_path):
     assert any(p.name.startswith("aws_lambda_powertools") for p in layer.iterdir())
     assert (tmp_path / "build" / "ScanFunction" / "app.py").exists()
     assert (tmp_path / "build" / "CancelFunction" / "app.py").exists()
+    assert_botocore_belongs_to_boto3(layer)
+    # The handlers import with nothing but the built layer and a bare Python 3.12 (the runtime's version):
+    # a dependency missing from layers/monitor/requirements.txt fails here, not in Lambda.
+    python = (str(Path(pyenv_312.stdout.strip()) / "bin" / "python3.12") if pyenv_312 and pyenv_312.returncode == 0
+              else shutil.which("python3.12"))
+    for function in ("ScanFunction", "CancelFunction"):
+        code = tmp_path / "build" / function
+        done = subprocess.run([python, "-I", "-S", "-c", f"import sys; sys.path[:0] = [{str(code)!r}, {str(layer)!r}];"
+                               " import app, boto3, botocore; print(boto3.__file__, botocore.__file__)"],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                              env={"AWS_DEFAULT_REGION": "us-east-1", "PATH": os.environ["PATH"]})
+        assert done.returncode == 0, f"{function}: {done.stderr[-2000:]}"
+        assert done.stdout.split() == [str(layer / "boto3" / "__init__.py"), str(layer / "botocore" / "__init__.py")]
+
+
+def assert_botocore_belongs_to_boto3(layer: Path) -> None:
+    """A layer's botocore shadows the runtime's: it must ship with a boto3 that accepts it (never alone)."""
+    dists = {d.name.split("-")[0].lower(): d for d in layer.glob("*.dist-info")}
+    assert "boto3" in dists, "botocore in the layer without boto3: the runtime's boto3 would run on it"
+    assert "botocore" in dists
+    requires = [line.split(":", 1)[1].strip() for line in (dists["boto3"] / "METADATA").read_text().splitlines()
+                if line.startswith("Requires-Dist:") and Requirement(line.split(":", 1)[1]).name == "botocore"
+                and Requirement(line.split(":", 1)[1]).marker is None]
+    version = dists["botocore"].name.removesuffix(".dist-info").split("-")[1]
+    assert len(requires) == 1
+    assert Requirement(requires[0]).specifier.contains(version), f"botocore {version} is not {requires[0]}"
 
 
 def test_each_schedule_sends_the_input_the_events_files_hold(template):

@@ -1,4 +1,4 @@
-"""`billing-monitor`: scan, demo, history, approve, actions.
+"""`billing-monitor`: scan, demo, history, approve, actions, doctor.
 
 Exit codes: 0 the command ran, 1 any error (one line on stderr, no traceback, no password),
 3 the scan ran and --fail-on was met.
@@ -13,19 +13,19 @@ import os
 import sys
 from contextlib import contextmanager
 
-from billing_monitor import db
 from billing_monitor.db import redact
 from billing_monitor.errors import MonitorError
 from billing_monitor.money import parse_tolerance
 from billing_monitor.report import build_report, customer_label, render_table
 from billing_monitor.rules.registry import DEFAULT_STALE_AFTER_DAYS, SEVERITIES, at_least
 from billing_monitor.scan import DEFAULT_TOLERANCE, run_scan
-from billing_monitor.store import list_actions, list_scans, load_finding, open_store, save_scan
+from billing_monitor.store import has_table, list_actions, list_scans, load_finding, open_store, read_store, save_scan
 
 EXIT_OK, EXIT_ERROR, EXIT_FAIL_ON = 0, 1, 3
 DSN_ENV = "BILLING_MONITOR_DSN"
 STORE_DSN_ENV = "BILLING_MONITOR_STORE_DSN"
 QUEUE_ENV = "BILLING_MONITOR_APPROVALS_QUEUE_URL"
+DOCTOR_SECTIONS = ("database", "store", "paypal", "slack", "queue")     # billing_monitor.doctor.SECTIONS
 
 
 def _positive_days(text: str) -> int:
@@ -105,6 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_argument("--dsn", default=None, help=_production_dsn_help("used when no store DSN is given"))
     actions.add_argument("--store-dsn", default=None, help=STORE_DSN_HELP)
     actions.add_argument("--limit", type=int, default=50, help="how many actions to list (default 50)")
+    doctor = command("doctor", "check a configuration before the first scan, changing nothing: the database roles,"
+                               " PayPal, Slack and the approvals queue, one line each with ✓ or the fix")
+    doctor.add_argument("--dsn", default=None, help=_production_dsn_help("the reader role's (monitor_reader)"))
+    doctor.add_argument("--store-dsn", default=None, help=f"the writer role's DSN (monitor_writer; default: ${STORE_DSN_ENV})")
+    doctor.add_argument("--paypal-id", default=None, metavar="I-…",
+                        help="a PayPal subscription id to read (a current member's): proves the app may read subscriptions")
+    doctor.add_argument("--post", action="store_true", help="post one test message to the Slack webhook")
+    doctor.add_argument("--queue-url", default=None, help=f"approvals queue (default: ${QUEUE_ENV})")
+    doctor.add_argument("--skip", action="append", default=[], choices=DOCTOR_SECTIONS, help="leave a part out (repeatable)")
+    doctor.add_argument("--only", action="append", default=[], choices=DOCTOR_SECTIONS, help="check only this part (repeatable)")
     demo = command("demo", "scan a synthetic copy of the first clean-up in an embedded PostgreSQL: no database needed")
     _add_output_options(demo)
     return parser
@@ -171,8 +181,8 @@ def cmd_scan(args) -> int:
 
 
 def cmd_history(args) -> int:
-    with open_store(_store_dsn(args)) as conn:
-        scans = list_scans(conn, args.limit)
+    with read_store(_store_dsn(args)) as conn:     # read-only: the reader role does, when it may read the schema
+        scans = list_scans(conn, args.limit) if conn and has_table(conn, "scan_runs") else []
     if not scans:
         print("No saved scan yet (billing-monitor scan --save records one).")
     for scan in scans:
@@ -197,8 +207,8 @@ def cmd_demo(args) -> int:
 
 def find_finding(args) -> dict:
     """The finding as the last saved scan has it, else as a fresh scan reports it."""
-    with db.connect(_store_dsn(args), read_only=True, application_name="billing-monitor-cli") as conn:
-        if conn.execute("select to_regclass('billing_monitor.findings')").fetchone()[0]:
+    with read_store(_store_dsn(args)) as conn:
+        if conn and has_table(conn, "findings"):
             saved = load_finding(conn, args.finding_id)
             if saved and saved[1]:
                 return saved[0]
@@ -275,8 +285,8 @@ def check_approver_identity(sqs, sts, queue_url: str) -> None:
 
 
 def cmd_actions(args) -> int:
-    with open_store(_store_dsn(args)) as conn:
-        done = list_actions(conn, args.limit)
+    with read_store(_store_dsn(args)) as conn:
+        done = list_actions(conn, args.limit) if conn and has_table(conn, "actions") else []
     if not done:
         print("No approval handled yet.")
     for a in done:
@@ -285,8 +295,22 @@ def cmd_actions(args) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args) -> int:
+    from billing_monitor.doctor import FAIL, config_from_env, run_doctor
+
+    sections = [s for s in (args.only or DOCTOR_SECTIONS) if s not in args.skip]
+    config = config_from_env(dsn=args.dsn, store_dsn=args.store_dsn, paypal_id=args.paypal_id, post=args.post,
+                             queue_url=args.queue_url, sections=sections)
+    failed = 0
+    for line in run_doctor(config):
+        print(line, flush=True)
+        failed += line.mark == FAIL
+    print(f"{failed} check(s) failed." if failed else "Every check passed.")
+    return EXIT_ERROR if failed else EXIT_OK
+
+
 COMMANDS = {"scan": cmd_scan, "demo": cmd_demo, "history": cmd_history, "approve": cmd_approve,
-            "actions": cmd_actions}
+            "actions": cmd_actions, "doctor": cmd_doctor}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -144,7 +144,9 @@ class CancelSettings(FunctionSettings):
 
     approver_arns: tuple[str, ...] = Field(alias="BILLING_MONITOR_APPROVER_ARNS",
                                            description="IAM users/roles whose messages the function accepts")
-    paypal_environment: Literal["live", "sandbox"] = Field("sandbox", alias="PAYPAL_ENVIRONMENT")
+    # No default: live or sandbox is a decision (template.yaml's PayPalEnvironment has none either); only a run
+    # against another PayPal (PAYPAL_BASE_URL: a local fake) may leave it out.
+    paypal_environment: Literal["live", "sandbox"] | None = Field(None, alias="PAYPAL_ENVIRONMENT")
     paypal_base_url_override: str | None = Field(None, alias="PAYPAL_BASE_URL")
     paypal_client_id: SecretStr = Field(alias="PAYPAL_CLIENT_ID")
     paypal_client_secret: SecretStr = Field(alias="PAYPAL_CLIENT_SECRET")
@@ -164,6 +166,13 @@ class CancelSettings(FunctionSettings):
             parse_principal_arn(arn)          # ApproverConfigError (a ValueError) names the bad one
         return arns
 
+    @model_validator(mode="after")
+    def _paypal_environment_chosen(self):
+        if self.paypal_environment is None and not self.paypal_base_url_override:
+            raise ValueError("PAYPAL_ENVIRONMENT is not configured (set it to live, or to sandbox for PayPal's"
+                             " test environment)")
+        return self
+
     @property
     def paypal_base_url(self) -> str:
         return self.paypal_base_url_override or self.BASE_URLS[self.paypal_environment]
@@ -175,7 +184,9 @@ def describe_settings_error(model: type[BaseSettings], exc: ValidationError) -> 
     problems = []
     for error in exc.errors(include_url=False):
         variable = str(error["loc"][0]) if error["loc"] else model.__name__
-        if error["type"] == "missing":
+        if not error["loc"]:                  # a check across settings: its message names the variables
+            problems.append(error["msg"].removeprefix("Value error, "))
+        elif error["type"] == "missing":
             hint = f"set {variable}, {variable}_SECRET or {variable}_PARAMETER" if variable in secret_variables \
                 else f"set {variable}"
             problems.append(f"{variable} is not configured ({hint})")
