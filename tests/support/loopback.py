@@ -1,38 +1,5 @@
 """A real HTTP server on 127.0.0.1 (a free port), in a thread, for the fakes of Slack and PayPal."""
 
-from __future__ import annotations
+from billing_monitor.paypal_standin import LoopbackServer
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-
-class LoopbackServer:
-    """Subclasses implement on_request(handler, method); `url` is the server's base URL."""
-
-    def __init__(self):
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                owner.on_request(self, "get")
-
-            def do_POST(self):
-                owner.on_request(self, "post")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def on_request(self, http: BaseHTTPRequestHandler, method: str) -> None:
-        raise NotImplementedError
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+__all__ = ["LoopbackServer"]
