@@ -362,7 +362,8 @@ class PayPalStandIn(LoopbackServer):
             note, when = self.status_changes[subscription_id]
             answer.update(status_change_note=note, status_update_time=when)
         if subscription_id in self.next_billing:
-            answer["billing_info"] = {"next_billing_time": paypal_time(self.next_billing[subscription_id]),
+            answer["billing_info"] = {"outstanding_balance": {"currency_code": "USD", "value": "0.00"},
+                                      "next_billing_time": paypal_time(self.next_billing[subscription_id]),
                                       "failed_payments_count": 0}
         payer = self.payers.get(subscription_id)
         if payer:

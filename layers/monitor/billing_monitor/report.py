@@ -9,9 +9,12 @@ from decimal import Decimal
 from billing_monitor.money import money_str, to_money
 from billing_monitor.rules.finding import Finding
 from billing_monitor.rules.registry import (
+    BILLING_DISCONNECT,
     CANCEL_PAYPAL_SUBSCRIPTION,
     CHECK_NAMES,
     CHECK_RANK,
+    PAYPAL_CHECKS,
+    POST_CANCELLATION_CHARGE,
     SEVERITIES,
     SEVERITY_RANK,
 )
@@ -39,6 +42,7 @@ def finding_to_dict(f: Finding) -> dict:
             "first": iso(f.charges[0].date) if f.charges else None,
             "last": iso(f.charges[-1].date) if f.charges else None,
             "transactions": [str(c.transaction_id) for c in f.charges],
+            "external_ids": [c.external_id for c in f.charges],
         }
     return {
         "finding_id": f.finding_id,
@@ -49,7 +53,7 @@ def finding_to_dict(f: Finding) -> dict:
         "kajabi_subscription_id": f.kajabi_subscription_id,
         "transaction_id": _text(f.transaction_id),
         "contact": None if f.contact is None else {
-            "id": str(f.contact.id), "email": f.contact.email, "name": f.contact.name,
+            "id": _text(f.contact.id), "email": f.contact.email, "name": f.contact.name,
         },
         "amount": None if f.amount is None else money_str(f.amount),
         "currency": f.currency,
@@ -60,6 +64,8 @@ def finding_to_dict(f: Finding) -> dict:
             "type": CANCEL_PAYPAL_SUBSCRIPTION, "paypal_subscription_id": f.action_paypal_id,
         },
         "detail": f.detail,
+        "paypal": f.paypal,
+        "refund": f.refund,
     }
 
 
@@ -71,6 +77,8 @@ def charged_after_cancellation(findings: list[Finding]) -> dict[str, dict]:
     """Per currency, every charge that a billing_disconnect or post_cancellation_charge lists, once."""
     seen: dict[str, object] = {}
     for f in findings:
+        if f.check not in (BILLING_DISCONNECT, POST_CANCELLATION_CHARGE):
+            continue
         for c in f.charges or ():
             seen[str(c.transaction_id)] = c
     per_currency: dict[str, list] = defaultdict(list)
@@ -82,6 +90,24 @@ def charged_after_cancellation(findings: list[Finding]) -> dict[str, dict]:
     }
 
 
+def owed(findings: list[Finding]) -> dict[str, dict]:
+    """Per currency, the customers owed something and the total owed, each PayPal transaction counted once.
+
+    Customers are distinct contacts (a finding whose contact is missing counts once per PayPal id)."""
+    amounts: dict[str, dict[str, Decimal]] = defaultdict(dict)
+    customers: dict[str, set] = defaultdict(set)
+    for f in findings:
+        for c in f.owed_charges or ():
+            currency = c.currency.upper()
+            amounts[currency][str(c.transaction_id)] = c.amount
+            customers[currency].add(f.contact.id if f.contact is not None and f.contact.id is not None
+                                    else f"paypal:{f.paypal_subscription_id}")
+    return {
+        cur: {"customers": len(customers[cur]), "total": money_str(sum(amounts[cur].values(), Decimal(0)))}
+        for cur in sorted(amounts)
+    }
+
+
 def _tolerance_text(tolerance: Decimal) -> str:
     """'1.00' for whole cents; a finer tolerance keeps its digits ('0.005')."""
     return money_str(tolerance) if tolerance == to_money(tolerance) else format(tolerance, "f")
@@ -90,7 +116,9 @@ def _tolerance_text(tolerance: Decimal) -> str:
 def build_report(scan) -> dict:
     """`scan` is a ScanResult; the dict is the report JSON (money as strings, times with offset)."""
     findings = sorted(scan.findings, key=_sort_key)
-    by_check = dict.fromkeys(CHECK_NAMES, 0)
+    paypal = getattr(scan, "paypal", None)
+    # the PayPal checks are counted only when PayPal was asked: a 0 would say "checked, none" otherwise
+    by_check = dict.fromkeys((c for c in CHECK_NAMES if paypal is not None or c not in PAYPAL_CHECKS), 0)
     by_severity = dict.fromkeys(SEVERITIES, 0)
     for f in findings:
         by_check[f.check] += 1
@@ -105,7 +133,9 @@ def build_report(scan) -> dict:
             "by_check": by_check,
             "by_severity": by_severity,
             "charged_after_cancellation": charged_after_cancellation(findings),
+            "owed": owed(findings),
         },
+        "paypal": paypal,
         "findings": [finding_to_dict(f) for f in findings],
     }
 
