@@ -68,6 +68,8 @@ from billing_monitor.rules.registry import (
 log = logging.getLogger(__name__)
 
 ENVIRONMENTS = {"live": LIVE_URL, "sandbox": SANDBOX_URL}
+#: kept back from a Lambda's remaining time: calls in flight (retries included), saving, SNS and Slack
+RESERVE_S = 150.0
 DEFAULT_WORKERS, DEFAULT_MAX_CALLS, DEFAULT_MAX_SECONDS = DEFAULT_PAYPAL_WORKERS, DEFAULT_PAYPAL_MAX_CALLS, DEFAULT_PAYPAL_MAX_SECONDS
 _ZERO = Decimal("0.00")
 
@@ -93,6 +95,13 @@ class PayPalOptions:
     max_seconds: float = DEFAULT_MAX_SECONDS
     backoff_s: float = 0.5
     timeout: tuple[float, float] = DEFAULT_TIMEOUT
+    #: the seconds left to the whole run (a Lambda's remaining time): the budget never runs into it
+    remaining_s: Callable[[], float] | None = field(default=None, repr=False, compare=False)
+
+    def seconds_allowed(self) -> float:
+        if self.remaining_s is None:
+            return self.max_seconds
+        return max(0.0, min(self.max_seconds, self.remaining_s() - RESERVE_S))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **kw) -> PayPalOptions:
@@ -438,7 +447,7 @@ def reconcile(options: PayPalOptions, watch: WatchList, lookup: Lookup, *, now: 
     PayPal's sake."""
     now = (now or datetime.now(UTC)).replace(microsecond=0)     # whole seconds: PayPal's query times have no more
     client = client or options.client()
-    budget = Budget(options.max_calls, options.max_seconds)
+    budget = Budget(options.max_calls, options.seconds_allowed())
     searched_from = now - timedelta(days=options.search_days)
     summary = {"environment": options.environment, "checked_at": _iso(now), "watched": len(watch.watched), "asked": 0,
                "remembered_settled": watch.remembered_settled, "searched_from": _iso(searched_from),
@@ -469,7 +478,7 @@ def reconcile(options: PayPalOptions, watch: WatchList, lookup: Lookup, *, now: 
         summary["errors"] += [f"{pid}: {e}" for pid, e in failed if not e.startswith("not checked:")]
         if budget_lines:
             summary["errors"].append(f"{len(budget_lines)} watched subscription(s) not checked: this scan's PayPal budget"
-                                     f" ({options.max_calls} calls, {options.max_seconds:g} s) was spent")
+                                     f" ({budget.max_calls} calls, {budget.max_seconds:g} s) was spent")
     summary["asked"] = client.calls
 
     transaction_ids = sorted({c.id for a in asked.values() for c in a.charges or ()} | {p.id for p in payments})
