@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_argument("--store-dsn", default=None, help=STORE_DSN_HELP)
     actions.add_argument("--limit", type=int, default=50, help="how many actions to list (default 50)")
     demo = command("demo", "scan a synthetic copy of the first clean-up in an embedded PostgreSQL: no database needed")
+    demo.add_argument("--paypal", action="store_true",
+                      help="a month after the first clean-up, reconciled with the project's PayPal stand-in on 127.0.0.1"
+                           " (offline): the four rows marked canceled by hand, still ACTIVE and charging in PayPal")
     _add_output_options(demo)
     return parser
 
@@ -232,11 +235,28 @@ def cmd_demo(args) -> int:
     tolerance = parse_tolerance(args.tolerance)
     if args.format == "table":
         print("Starting an embedded PostgreSQL and loading the synthetic first clean-up...", file=sys.stderr)
+    if args.paypal:
+        return emit_report(build_report(_demo_with_paypal(args, tolerance)), args.format, args.fail_on)
     with embedded_postgres() as dsn:
         load_demo_data(dsn)
         result = run_scan(dsn, tolerance, statement_timeout_s=args.statement_timeout,
                           stale_after_days=args.stale_after_days)
     return emit_report(build_report(result), args.format, args.fail_on)
+
+
+def _demo_with_paypal(args, tolerance):
+    from billing_monitor.demo import build_worked_example, embedded_postgres, load_demo_data, paypal_world
+    from billing_monitor.paypal_standin import CLIENT_ID, CLIENT_SECRET, PayPalStandIn
+    from billing_monitor.reconcile import PayPalOptions
+
+    if args.format == "table":
+        print("...a month after the first clean-up, with the project's PayPal stand-in on 127.0.0.1...", file=sys.stderr)
+    with embedded_postgres() as dsn, PayPalStandIn() as standin:
+        data = load_demo_data(dsn, build_worked_example(month_after_cleanup=True))
+        paypal_world(data, standin)
+        options = PayPalOptions(standin.url, CLIENT_ID, CLIENT_SECRET, environment="custom", backoff_s=0.05)
+        return run_scan(dsn, tolerance, statement_timeout_s=args.statement_timeout,
+                        stale_after_days=args.stale_after_days, paypal=options)
 
 
 def find_finding(args) -> dict:
