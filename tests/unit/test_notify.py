@@ -483,3 +483,14 @@ def test_slack_says_how_many_subscriptions_could_not_be_checked():
 
 def sns_email(r: dict) -> str:
     return json.loads(sns_message(r, None).body)["email"]
+
+
+def test_paypal_down_for_every_id_still_fits_sns_with_the_errors_counted():
+    r = with_owed(report([]), 0, "0.00")
+    r["summary"]["owed"] = {}
+    r["paypal"].update(not_checked=20_000, errors=[f"I-{i:012d}: PayPal answered 503 reading it" for i in range(20_000)])
+    message = sns_message(r, None)
+    assert message.size < SNS_LIMIT
+    sent = json.loads(json.loads(message.body)["default"])["paypal"]
+    assert (len(sent["errors"]), sent["errors_omitted"]) == (50, 19_950)
+    assert "PayPal: 20000 subscriptions could not be checked" in json.loads(message.body)["email"]

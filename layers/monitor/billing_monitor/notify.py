@@ -39,6 +39,7 @@ SCHEDULES = (MONTHLY, DAILY, MANUAL)
 SNS_LIMIT_BYTES = 256 * 1024
 SNS_SUBJECT_MAX = 100
 EMAIL_BUDGET_BYTES = 64 * 1024      # the plain-text body's share of the SNS message
+SNS_MAX_PAYPAL_ERRORS = 50          # paypal.errors lines the SNS report keeps (the rest counted in errors_omitted)
 
 # Slack's limits (https://api.slack.com/reference/block-kit/blocks) ...
 SLACK_MAX_BLOCKS = 50
@@ -184,7 +185,8 @@ def _what_happened_in_the_data(f: dict, bold) -> str:
         months = _months_charged(charges)
         money = f"{charges.get('total') or '0.00'} {currency}".strip()
         what = f"charged {charges['count']}x over {months} month{'s' if months != 1 else ''} after canceling, {bold(money)}"
-        return what + (f" (canceled in Kajabi {canceled})" if canceled else "")
+        where = "in Kajabi " if f.get("kajabi_canceled_at") or f.get("kajabi_subscription_id") else ""
+        return what + (f" (canceled {where}{canceled})" if canceled else "")
     when = (f.get("paypal") or {}).get("next_billing_time")     # once the scan reconciles with PayPal (alerts.md)
     bills = f"PayPal bills next on {when[:10]}" if when else "PayPal bills at its next cycle"
     price = ""
@@ -468,6 +470,10 @@ def sns_message(report: dict, diff: ScanDiff | None, *, schedule: str = MONTHLY,
     email_budget = EMAIL_BUDGET_BYTES
     email = email_text(report, diff, schedule=schedule, budget=email_budget)
     document = dict(report)
+    paypal = report.get("paypal")
+    if paypal and len(paypal.get("errors") or ()) > SNS_MAX_PAYPAL_ERRORS:     # PayPal down: one line per id
+        document["paypal"] = dict(paypal, errors=paypal["errors"][:SNS_MAX_PAYPAL_ERRORS],
+                                  errors_omitted=len(paypal["errors"]) - SNS_MAX_PAYPAL_ERRORS)
     if diff is not None:
         document["changes"] = diff.as_dict()
     message = envelope(document, email)

@@ -66,6 +66,7 @@ class LoopbackServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = owner.protocol
+            disable_nagle_algorithm = True     # headers and body are two writes: no 40 ms wait for the peer's ACK
 
             def do_GET(self):
                 owner.on_request(self, "get")
