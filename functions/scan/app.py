@@ -36,7 +36,8 @@ def record_metric(name: str, unit: MetricUnit, value: float) -> None:
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     try:
         outcome = run_scheduled(event, load_settings=ScanSettings.from_env, publisher=sns_publisher,
-                                record_metric=record_metric)
+                                record_metric=record_metric,
+                                remaining_s=lambda: context.get_remaining_time_in_millis() / 1000)
     except Exception as exc:
         logger.exception(str(exc))      # MonitoringFailed: "the scan of … failed: … (scan saved, not published …)"
         raise

@@ -427,3 +427,54 @@ def test_actions_command_lists_what_was_done(approvals, capsys):
     assert "canceled" in lines[1]
     assert OSKAR_PAYPAL in lines[1]
     assert "by owner@example.com" in lines[1]
+
+
+def test_a_saved_paypal_still_active_is_canceled_without_force_then_becomes_refund_owed(approvals, paypal, demo_db):
+    """The worked example's next step: the owner approves the cancellation of a row marked canceled by hand."""
+    from billing_monitor.reconcile import PayPalOptions
+    from billing_monitor.store import open_store, save_scan
+
+    with psycopg.connect(demo_db) as conn:
+        conn.execute("update public.subscriptions set status = 'canceled', updated_at = '2025-06-01'"
+                     " where paypal_subscription_id = %s", (OSKAR_PAYPAL,))
+    owed = paypal.charge(OSKAR_PAYPAL, "2025-06-16", "22.00")
+    options = PayPalOptions(paypal.url, CLIENT_ID, CLIENT_SECRET, backoff_s=0.01, search_days=31)
+
+    def reconciled(save: bool) -> dict:
+        result = run_scan(demo_db, paypal=options)
+        report = build_report(result)
+        if save:
+            with open_store(demo_db) as conn:
+                save_scan(conn, report, result.settled)
+        return {f["paypal_subscription_id"]: f for f in report["findings"] if f["paypal"] is not None}
+
+    still = reconciled(save=True)[OSKAR_PAYPAL]
+    assert still["check"] == "paypal_still_active"
+    assert approvals.invoke(sqs_event(approval(still["finding_id"]))) == {"batchItemFailures": []}
+    assert [a["outcome"] for a in approvals.actions()] == ["canceled"]
+    assert paypal.subscriptions[OSKAR_PAYPAL] == "CANCELLED"
+    after = reconciled(save=False)[OSKAR_PAYPAL]
+    assert after["check"] == "refund_owed"
+    assert after["refund"]["transactions"] == [owed]
+
+
+def test_a_paypal_still_active_whose_row_is_live_again_is_refused(approvals, paypal, demo_db):
+    from billing_monitor.reconcile import PayPalOptions
+    from billing_monitor.store import open_store, save_scan
+
+    with psycopg.connect(demo_db) as conn:
+        conn.execute("update public.subscriptions set status = 'canceled' where paypal_subscription_id = %s",
+                     (OSKAR_PAYPAL,))
+    result = run_scan(demo_db, paypal=PayPalOptions(paypal.url, CLIENT_ID, CLIENT_SECRET, backoff_s=0.01, search_days=31))
+    report = build_report(result)
+    with open_store(demo_db) as conn:
+        save_scan(conn, report)
+    [still] = [f for f in report["findings"] if f["paypal_subscription_id"] == OSKAR_PAYPAL]
+    with psycopg.connect(demo_db) as conn:
+        conn.execute("update public.subscriptions set status = 'active' where paypal_subscription_id = %s",
+                     (OSKAR_PAYPAL,))
+    assert approvals.invoke(sqs_event(approval(still["finding_id"]))) == {"batchItemFailures": []}
+    [action] = approvals.actions()
+    assert action["outcome"] == "refused"
+    assert "is live in the database again: billing_disconnect" in action["detail"]
+    assert paypal.cancel_calls() == []

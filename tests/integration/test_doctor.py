@@ -13,6 +13,7 @@ from moto import mock_aws
 from billing_monitor.approvers import caller_as_principal_arn
 from billing_monitor.cli import main
 from billing_monitor.doctor import TEST_MESSAGE
+from billing_monitor.store.migrations import _migrations
 from tests.integration.conftest import as_role, drop_roles
 from tests.support.fake_paypal import CLIENT_ID, CLIENT_SECRET, FakePayPal
 
@@ -78,7 +79,10 @@ def test_a_right_configuration_passes_every_check_and_changes_nothing(configured
     text = "\n".join(lines)
     assert "✓ reader: monitor_reader reads public.contacts, public.products, public.subscriptions, public.transactions" in text
     assert "✓ reader: monitor_reader can write nothing" in text
-    assert "✓ store: monitor_writer may create and migrate billing_monitor (3 migration(s) to apply on the first save)" in text
+    pending = len(_migrations())
+    assert pending == 4
+    assert (f"✓ store: monitor_writer may create and migrate billing_monitor ({pending} migration(s) to apply on"
+            " the first save)") in text
     assert "✓ store: monitor_writer may mark a canceled subscription (UPDATE on public.subscriptions)" in text
     assert f"✓ paypal: PayPal at {paypal.url} reads {OSKAR_PAYPAL}: ACTIVE" in text
     assert "✓ slack: posted a test message: check the channel" in text

@@ -184,7 +184,8 @@ def test_disconnect_not_charged_yet_is_a_warning_with_zero_charges(prod):
     prod.charge(c, date="2025-05-16")
     f = only(prod.scan(), "billing_disconnect")
     assert f["severity"] == "warning"
-    assert f["charges"] == {"count": 0, "total": "0.00", "totals": {}, "first": None, "last": None, "transactions": []}
+    assert f["charges"] == {"count": 0, "total": "0.00", "totals": {}, "first": None, "last": None, "transactions": [],
+                            "external_ids": []}
     assert f["action"]["type"] == "cancel_paypal_subscription"
 
 

@@ -402,11 +402,11 @@ def test_migrations_twice_and_concurrently(fresh_database):
     for t in threads:
         t.join()
     assert errors == []
-    assert sorted(len(r) for r in results) == [0, 0, 0, 3]     # one applied them all, the others nothing
+    assert sorted(len(r) for r in results) == [0, 0, 0, 4]     # one applied them all, the others nothing
     with db.connect(dsn, read_only=False) as conn:
         assert apply_migrations(conn) == []
         versions = conn.execute("select version from billing_monitor.schema_migrations order by 1").fetchall()
-        assert versions == [(1,), (2,), (3,)]
+        assert versions == [(1,), (2,), (3,), (4,)]
         assert conn.execute("select count(*) from information_schema.tables"
                             " where table_schema = 'public'").fetchone()[0] == 4  # production untouched
 
@@ -441,3 +441,32 @@ def test_a_scan_that_fails_while_saving_leaves_the_previous_state(deployed, demo
     assert deployed.published() == []
     assert len(slack.messages) == 2                 # the first scan's, then one line: the scan failed
     assert slack.messages[1]["text"].startswith(f":x: The scan of {today()} failed: RuntimeError while saving")
+
+
+def test_the_scheduled_scan_reconciles_whenever_paypal_is_configured(aws_env, demo_db, slack, monkeypatch, capsys):
+    from billing_monitor.demo import build_worked_example, paypal_world
+    from tests.support.fake_paypal import CLIENT_ID, CLIENT_SECRET, FakePayPal
+
+    with mock_aws(), FakePayPal() as paypal:
+        paypal_world(build_worked_example(), paypal)          # the same world as the demo data
+        deployment = deploy(demo_db, slack, monkeypatch)
+        secret = boto3.client("secretsmanager").create_secret(
+            Name="billing-monitor/paypal", SecretString=json.dumps({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}))
+        for key, value in {"PAYPAL_CLIENT_ID_SECRET": secret["ARN"], "PAYPAL_CLIENT_ID_SECRET_KEY": "client_id",
+                           "PAYPAL_CLIENT_SECRET_SECRET": secret["ARN"], "PAYPAL_CLIENT_SECRET_SECRET_KEY": "client_secret",
+                           "PAYPAL_BASE_URL": paypal.url}.items():
+            monkeypatch.setenv(key, value)
+        deployment.invoke()
+        [(message, _)] = deployment.published()
+        assert message["paypal"]["errors"] == []
+        disconnects = [f for f in message["findings"] if f["check"] == "billing_disconnect"]
+        assert {f["paypal"]["status"] for f in disconnects} == {"ACTIVE"}
+        assert sum(f["paypal"]["charges_after_cancellation"]["count"] for f in disconnects) == 45
+        assert message["summary"]["owed"] == {"USD": {"customers": 4, "total": "1089.00"}}
+        [posted] = slack.messages
+        assert posted["text"].endswith("; 4 customers owed 1,089.00 USD")
+        assert "PayPal: ACTIVE (bills next 2025-07-16)" in json.dumps(posted["blocks"])
+        assert paypal.writes() == []
+        assert paypal.violations == []
+        with psycopg.connect(demo_db) as conn:     # the 20 canceled in both: final at PayPal, nothing owed
+            assert conn.execute("select count(*) from billing_monitor.paypal_settled").fetchone()[0] == 20

@@ -140,9 +140,13 @@ def test_warning_only_database_names_the_customer_as_about_to_be_charged_and_is_
 
 
 def test_about_to_be_charged_uses_paypals_next_billing_time_when_the_scan_has_it():
-    leaving = dict(finding(3, BILLING_DISCONNECT, 0), next_billing_time="2026-12-16T10:00:00+00:00")
+    leaving = dict(finding(3, BILLING_DISCONNECT, 0), paypal={
+        "status": "ACTIVE", "canceled_at": "2024-01-16T00:00:00+00:00", "next_billing_time": "2026-12-16T10:00:00+00:00",
+        "charges_after_cancellation": {"count": 0, "total": "0.00", "refunded": "0.00", "owed": "0.00",
+                                       "partially_refunded": [], "not_imported": [], "transactions": []}})
     text = text_of(slack_message(report([leaving]), diff(new=[leaving]), schedule=DAILY))
     assert "canceled in Kajabi on 2024-01-16, PayPal bills next on 2026-12-16 (22.00 USD/month)" in text
+    assert "PayPal: ACTIVE (bills next 2026-12-16); 0 charges after canceling 0.00, refunded 0.00, owed 0.00 USD" in text
 
 
 def test_the_headline_adds_who_is_about_to_be_charged_to_the_money_line():
@@ -411,6 +415,82 @@ def test_a_huge_report_with_thousands_at_risk_stays_under_256_kb_with_both_parts
     assert len(message.body.encode()) < SNS_LIMIT
     sent, email = envelope(message)
     assert sent["summary"] == r["summary"]                     # at worst the summary alone
-    assert email.startswith("3000 customers charged after canceling: 90000 charges, 1980000.00 USD")
+    assert email.startswith("3000 customers charged after canceling: 90000 charges, 1,980,000.00 USD")
     assert re.search(r"\.\.\.and \d+ more: billing-monitor scan", email)
     assert len(message.subject) <= 100
+
+
+# ---------------------------------------------------------------- PayPal's view (paypal-reconciliation.md)
+
+
+def paypal_finding(i: int, check: str, *, status: str, count: int, owed: int) -> dict:
+    f = finding(i, PAYPAL_ONLY)
+    block = {"count": count, "total": f"{22 * count}.00", "refunded": f"{22 * (count - owed)}.00",
+             "owed": f"{22 * owed}.00", "partially_refunded": [], "not_imported": [f"T{i}X{n}" for n in range(owed)],
+             "transactions": [f"T{i}X{n}" for n in range(count)]}
+    f.update(check=check, severity=CHECKS[check].severity,
+             charges={"count": count, "total": block["total"], "first": "2025-02-16T00:00:00+00:00",
+                      "last": "2025-06-16T00:00:00+00:00", "transactions": block["transactions"],
+                      "external_ids": [None] * count},
+             action={"type": "cancel_paypal_subscription", "paypal_subscription_id": f"I-{i:012d}"}
+             if check == "paypal_still_active" else None,
+             paypal={"status": status, "canceled_at": "2025-01-16T00:00:00+00:00", "next_billing_time": None,
+                     "charges_after_cancellation": block},
+             refund={"type": "refund_paypal_charges", "paypal_subscription_id": f"I-{i:012d}",
+                     "total": block["owed"], "transactions": block["transactions"][:owed]} if owed else None)
+    return f
+
+
+def with_owed(r: dict, customers: int, total: str) -> dict:
+    r["summary"]["owed"] = {"USD": {"customers": customers, "total": total}}
+    r["summary"]["charged_after_cancellation"] = {}         # the database meaning: none of these are its findings
+    r["paypal"] = {"environment": "live", "checked_at": r["started_at"], "watched": 2, "asked": 17,
+                   "remembered_settled": 0, "searched_from": "2025-10-27T09:00:00+00:00",
+                   "searched_to": r["started_at"], "not_found": [], "errors": [], "not_checked": 0}
+    return r
+
+
+def test_paypal_still_active_is_named_with_paypals_view_and_the_money_line_gains_what_is_owed():
+    active = paypal_finding(1, "paypal_still_active", status="ACTIVE", count=22, owed=22)
+    r = with_owed(report([active]), 1, "484.00")
+    message = slack_message(r, diff(new=[active]), schedule=MONTHLY)
+    text = text_of(message)
+    assert message["text"] == "1 customer charged after canceling: 22 charges, 484.00 USD; 1 customer owed 484.00 USD"
+    assert "PayPal: ACTIVE; 22 charges after canceling 484.00, refunded 0.00, owed 484.00 USD, 22 not imported" in text
+    assert "billing-monitor approve 0000000000000001" in text
+    assert "All clear" not in text
+
+
+def test_refund_owed_stays_in_the_monthly_message_under_owed_and_is_never_all_clear():
+    owed = paypal_finding(2, "refund_owed", status="CANCELLED", count=3, owed=2)
+    r = with_owed(report([owed]), 1, "44.00")
+    still = OpenFinding(owed, first_seen_at=None, months_open=2, changed=False)
+    text = text_of(slack_message(r, diff(still_open=[still]), schedule=MONTHLY))
+    assert "Owed: 1 (charging stopped, not refunded yet)" in text
+    assert "owed 44.00 USD" in text
+    assert "All clear" not in text
+    assert "Owed, charging stopped (1):" in sns_email(r)
+
+
+def test_slack_says_how_many_subscriptions_could_not_be_checked():
+    r = with_owed(report([]), 0, "0.00")
+    r["summary"]["owed"] = {}
+    r["paypal"].update(not_checked=3, errors=["I-1: PayPal answered 500 reading I-1"])
+    text = text_of(slack_message(r, diff(), schedule=MONTHLY))
+    assert "PayPal: 3 subscriptions could not be checked (I-1: PayPal answered 500 reading I-1)" in text
+    assert "All clear" not in text
+
+
+def sns_email(r: dict) -> str:
+    return json.loads(sns_message(r, None).body)["email"]
+
+
+def test_paypal_down_for_every_id_still_fits_sns_with_the_errors_counted():
+    r = with_owed(report([]), 0, "0.00")
+    r["summary"]["owed"] = {}
+    r["paypal"].update(not_checked=20_000, errors=[f"I-{i:012d}: PayPal answered 503 reading it" for i in range(20_000)])
+    message = sns_message(r, None)
+    assert message.size < SNS_LIMIT
+    sent = json.loads(json.loads(message.body)["default"])["paypal"]
+    assert (len(sent["errors"]), sent["errors_omitted"]) == (50, 19_950)
+    assert "PayPal: 20000 subscriptions could not be checked" in json.loads(message.body)["email"]

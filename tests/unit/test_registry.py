@@ -16,7 +16,9 @@ from billing_monitor.rules.registry import (
     CHECK_NAMES,
     CHECKS,
     ENDED_STATUSES,
+    PAYPAL_CHECKS,
     PAYPAL_ID_PATTERN,
+    PAYPAL_PASS,
     SEVERITIES,
     at_least,
     is_ended_status,
@@ -52,9 +54,27 @@ def test_every_check_label_in_the_sql_is_a_registered_check():
 
 
 def test_each_check_is_found_by_an_existing_pass():
+    from billing_monitor import reconcile
+
     for entry in CHECKS.values():
+        if entry.found_by == PAYPAL_PASS:         # PayPal's API, after the database passes (reconcile.py)
+            assert hasattr(reconcile, "reconcile")
+            assert "paypal_watched.sql" in SQL
+            continue
         assert f"{entry.found_by}.sql" in SQL
         assert hasattr(checks_module, f"find_{entry.found_by}")
+
+
+def test_the_paypal_checks_are_the_spec_s_three_with_their_severity_and_action():
+    assert PAYPAL_CHECKS == ("paypal_still_active", "refund_owed", "paypal_subscription_not_imported")
+    assert (CHECKS["paypal_still_active"].severity, CHECKS["paypal_still_active"].action) == (
+        "critical", "cancel_paypal_subscription")
+    assert CHECKS["paypal_still_active"].at_risk                       # alerts.md: named in every monthly message
+    assert (CHECKS["refund_owed"].severity, CHECKS["refund_owed"].action) == ("warning", None)
+    assert CHECKS["refund_owed"].named_as_owed
+    assert not CHECKS["refund_owed"].at_risk
+    assert (CHECKS["paypal_subscription_not_imported"].severity, CHECKS["paypal_subscription_not_imported"].action) == (
+        "warning", None)
 
 
 CHARGE = Charge("t1", datetime(2024, 1, 1, tzinfo=UTC), Decimal("22.00"), "USD")

@@ -147,15 +147,16 @@ def test_a_disconnect_with_charges_lists_them(report, named):
         "amount": "22.00", "currency": "USD", "billing_cycle": "month",
         "kajabi_canceled_at": "2023-08-16T00:00:00+00:00",
         "charges": {"count": 2, "total": "44.00", "totals": {"USD": "44.00"}, "first": "2023-09-16T00:00:00+00:00",
-                    "last": "2023-10-16T00:00:00+00:00", "transactions": ["t1", "t2"]},
+                    "last": "2023-10-16T00:00:00+00:00", "transactions": ["t1", "t2"], "external_ids": [None, None]},
         "action": {"type": "cancel_paypal_subscription", "paypal_subscription_id": "I-SMALL1"},
-        "detail": None,
+        "detail": None, "paypal": None, "refund": None,
     }
 
 
 def test_a_disconnect_not_charged_yet_has_zero_charges_and_null_dates(report, named):
     f = by_id(report, named["not_charged_yet"])
-    assert f["charges"] == {"count": 0, "total": "0.00", "totals": {}, "first": None, "last": None, "transactions": []}
+    assert f["charges"] == {"count": 0, "total": "0.00", "totals": {}, "first": None, "last": None, "transactions": [],
+                            "external_ids": []}
     assert f["action"] == {"type": "cancel_paypal_subscription", "paypal_subscription_id": "I-NEW1"}
 
 

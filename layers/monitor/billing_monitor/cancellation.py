@@ -15,12 +15,15 @@ from billing_monitor.approvals import ApprovalMessage, stored_body
 from billing_monitor.approvers import Principal, verified_sender
 from billing_monitor.paypal import PayPalClient, PayPalError, PayPalTransient
 from billing_monitor.report import build_report, customer_label
+from billing_monitor.rules.registry import BILLING_DISCONNECT, DUPLICATE_SUBSCRIPTION, PAYPAL_ONLY, PAYPAL_STILL_ACTIVE
 from billing_monitor.scan import run_scan
 from billing_monitor.settings import CancelSettings
 from billing_monitor.store import ActionRecord, load_finding, open_store, record_action
 from billing_monitor.store.actions import ALREADY_CANCELED, CANCELED, REFUSED
 
 log = logging.getLogger(__name__)
+#: the checks every live PayPal row is in exactly one of (detection-rules.md, checks 1-3)
+LIVE_ROW_CHECKS = (BILLING_DISCONNECT, DUPLICATE_SUBSCRIPTION, PAYPAL_ONLY)
 
 
 def paypal_client_for(settings: CancelSettings) -> PayPalClient:
@@ -135,6 +138,8 @@ class CancellationService:
             return finding, approval.paypal_reason
         with self._store() as conn:
             saved = load_finding(conn, fid)
+        if finding is None and saved is not None and saved[1] and saved[0]["check"] == PAYPAL_STILL_ACTIVE:
+            return self.recheck_still_active(saved[0], approval, fresh)
         why = (f"a fresh scan reports it as {finding['check']}, which suggests no cancellation" if finding
                else "a fresh scan does not report it")
         if not approval.force:
@@ -155,6 +160,20 @@ class CancellationService:
             return (f"force refused: PayPal {pid} is now reported as {others[0]['check']}"
                     f" (finding {others[0]['finding_id']})")
         return saved_finding, f"Forced by {approval.approved_by}: {why}"[:128]
+
+    def recheck_still_active(self, saved: dict, approval: ApprovalMessage, fresh: dict[str, dict]):
+        """A paypal_still_active finding is PayPal's: the fresh (database) scan cannot report it. It still needs
+        the cancellation when the saved finding is open and about this id, and no row holding the id is live again
+        (a live row makes a database finding about it); PayPal's own status is read again before canceling
+        (an ended subscription is already_canceled, never canceled twice)."""
+        fid, pid = approval.finding_id, approval.paypal_subscription_id
+        if (saved.get("action") or {}).get("paypal_subscription_id") != pid:
+            return f"finding {fid} is about PayPal {(saved.get('action') or {}).get('paypal_subscription_id')}, not {pid}"
+        live = [f for f in fresh.values() if f["check"] in LIVE_ROW_CHECKS and f.get("paypal_subscription_id") == pid]
+        if live:
+            return (f"finding {fid} is not a problem any more (PayPal {pid} is live in the database again:"
+                    f" {live[0]['check']} {live[0]['finding_id']})")
+        return saved, approval.paypal_reason
 
     def done_line(self, approval: ApprovalMessage, finding: dict | None, outcome: str, sender: Principal,
                   detail: str) -> str:

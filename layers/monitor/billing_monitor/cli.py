@@ -17,7 +17,14 @@ from billing_monitor.db import redact
 from billing_monitor.errors import MonitorError
 from billing_monitor.money import parse_tolerance
 from billing_monitor.report import build_report, customer_label, render_table
-from billing_monitor.rules.registry import DEFAULT_STALE_AFTER_DAYS, SEVERITIES, at_least
+from billing_monitor.rules.registry import (
+    DEFAULT_PAYPAL_MAX_CALLS,
+    DEFAULT_PAYPAL_MAX_SECONDS,
+    DEFAULT_PAYPAL_SEARCH_DAYS,
+    DEFAULT_STALE_AFTER_DAYS,
+    SEVERITIES,
+    at_least,
+)
 from billing_monitor.scan import DEFAULT_TOLERANCE, run_scan
 from billing_monitor.store import has_table, list_actions, list_scans, load_finding, open_store, read_store, save_scan
 
@@ -73,6 +80,39 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
                    help="cancel any query that runs longer (default 600)")
 
 
+def _add_paypal_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--paypal", action="store_true",
+                   help="also ask PayPal, read-only, what it charged: subscriptions still active there, money owed,"
+                        " payments the imports never brought in (needs $PAYPAL_CLIENT_ID, $PAYPAL_CLIENT_SECRET and"
+                        " $PAYPAL_BASE_URL or $PAYPAL_ENVIRONMENT=live|sandbox)")
+    p.add_argument("--paypal-search-days", type=_positive_days, default=DEFAULT_PAYPAL_SEARCH_DAYS, metavar="DAYS",
+                   help="how far back Transaction Search looks for subscriptions the database does not name"
+                        f" (default {DEFAULT_PAYPAL_SEARCH_DAYS}, so that a yearly subscription shows too)")
+    p.add_argument("--paypal-max-calls", type=int, default=DEFAULT_PAYPAL_MAX_CALLS, metavar="N",
+                   help="at most this many PayPal calls per scan; the rest is reported as not checked"
+                        f" (default {DEFAULT_PAYPAL_MAX_CALLS})")
+    p.add_argument("--paypal-max-seconds", type=float, default=DEFAULT_PAYPAL_MAX_SECONDS, metavar="SECONDS",
+                   help="start no PayPal call after this many seconds; the rest is reported as not checked"
+                        f" (default {DEFAULT_PAYPAL_MAX_SECONDS:g})")
+
+
+def paypal_options(args, env=None):
+    """The PayPal options of a --paypal scan (MonitorError, before anything is scanned, when one is missing)."""
+    from billing_monitor.reconcile import PayPalOptions
+
+    return PayPalOptions.from_env(env, search_days=args.paypal_search_days, max_calls=args.paypal_max_calls,
+                                  max_seconds=args.paypal_max_seconds)
+
+
+def report_paypal_errors(report: dict) -> None:
+    """Each PayPal error on stderr (the report has them all in paypal.errors): the scan itself succeeded."""
+    errors = (report.get("paypal") or {}).get("errors") or []
+    for line in errors[:5]:
+        print(f"billing-monitor: PayPal: {line}", file=sys.stderr)
+    if len(errors) > 5:
+        print(f"billing-monitor: PayPal: …and {len(errors) - 5} more (paypal.errors in --format json)", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="billing-monitor", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--save", action="store_true",
                       help="record the scan in the billing_monitor schema, as the scheduled function does")
     scan.add_argument("--store-dsn", default=None, help=STORE_DSN_HELP)
+    _add_paypal_options(scan)
     _add_output_options(scan)
     history = command("history", "list the saved scans, newest first, with their counts and who was charged after canceling")
     history.add_argument("--store-dsn", default=None, help=STORE_DSN_HELP)
@@ -116,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--skip", action="append", default=[], choices=DOCTOR_SECTIONS, help="leave a part out (repeatable)")
     doctor.add_argument("--only", action="append", default=[], choices=DOCTOR_SECTIONS, help="check only this part (repeatable)")
     demo = command("demo", "scan a synthetic copy of the first clean-up in an embedded PostgreSQL: no database needed")
+    demo.add_argument("--paypal", action="store_true",
+                      help="a month after the first clean-up, reconciled with the project's PayPal stand-in on 127.0.0.1"
+                           " (offline): the four rows marked canceled by hand, still ACTIVE and charging in PayPal")
     _add_output_options(demo)
     return parser
 
@@ -169,12 +213,15 @@ def _without_cyclic_gc():
 def cmd_scan(args) -> int:
     tolerance = parse_tolerance(args.tolerance)
     dsn = _dsn(args)
+    paypal = paypal_options(args) if args.paypal else None
     with _without_cyclic_gc():
-        report = build_report(run_scan(dsn, tolerance, statement_timeout_s=args.statement_timeout,
-                                       stale_after_days=args.stale_after_days))
+        result = run_scan(dsn, tolerance, statement_timeout_s=args.statement_timeout,
+                          stale_after_days=args.stale_after_days, paypal=paypal, store_dsn=_store_dsn(args))
+        report = build_report(result)
+    report_paypal_errors(report)
     if args.save:
         with open_store(_store_dsn(args)) as conn:
-            diff = save_scan(conn, report)
+            diff = save_scan(conn, report, result.settled)
         print(f"Saved scan {report['scan_id']}: {len(diff.new)} new, {len(diff.still_open)} still open,"
               f" {len(diff.resolved)} resolved.", file=sys.stderr)
     return emit_report(report, args.format, args.fail_on)
@@ -198,11 +245,28 @@ def cmd_demo(args) -> int:
     tolerance = parse_tolerance(args.tolerance)
     if args.format == "table":
         print("Starting an embedded PostgreSQL and loading the synthetic first clean-up...", file=sys.stderr)
+    if args.paypal:
+        return emit_report(build_report(_demo_with_paypal(args, tolerance)), args.format, args.fail_on)
     with embedded_postgres() as dsn:
         load_demo_data(dsn)
         result = run_scan(dsn, tolerance, statement_timeout_s=args.statement_timeout,
                           stale_after_days=args.stale_after_days)
     return emit_report(build_report(result), args.format, args.fail_on)
+
+
+def _demo_with_paypal(args, tolerance):
+    from billing_monitor.demo import build_worked_example, embedded_postgres, load_demo_data, paypal_world
+    from billing_monitor.paypal_standin import CLIENT_ID, CLIENT_SECRET, PayPalStandIn
+    from billing_monitor.reconcile import PayPalOptions
+
+    if args.format == "table":
+        print("...a month after the first clean-up, with the project's PayPal stand-in on 127.0.0.1...", file=sys.stderr)
+    with embedded_postgres() as dsn, PayPalStandIn() as standin:
+        data = load_demo_data(dsn, build_worked_example(month_after_cleanup=True))
+        paypal_world(data, standin)
+        options = PayPalOptions(standin.url, CLIENT_ID, CLIENT_SECRET, environment="custom", backoff_s=0.05)
+        return run_scan(dsn, tolerance, statement_timeout_s=args.statement_timeout,
+                        stale_after_days=args.stale_after_days, paypal=options)
 
 
 def find_finding(args) -> dict:

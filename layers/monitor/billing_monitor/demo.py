@@ -27,6 +27,7 @@ import psycopg
 from billing_monitor.errors import MonitorError
 
 AS_OF = datetime(2025, 6, 1, tzinfo=UTC)
+CLEANUP = AS_OF         # the first clean-up: the day the four PayPal rows were marked canceled by hand
 FIRST = ["Ada", "Bruno", "Chiara", "Dmitri", "Elena", "Farid", "Greta", "Hiro", "Ines", "Jonas", "Kemal",
          "Lena", "Mateo", "Nadia", "Oskar", "Priya", "Quentin", "Rosa", "Sven", "Talia", "Umar", "Vera",
          "Wim", "Xenia", "Yusuf", "Zoe"]
@@ -59,6 +60,7 @@ class DemoData:
     transactions: list[tuple] = field(default_factory=list)
     # when the import copied the rows in (transactions.created_at): just now, so the demo's data is current
     imported_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    disconnected: list[str] = field(default_factory=list)       # the four disconnects' PayPal ids
 
     def uuid(self) -> uuid.UUID:
         return uuid.UUID(int=self.rng.getrandbits(128), version=4)
@@ -97,7 +99,9 @@ class DemoData:
             day = add_months(start, n)
 
 
-def build_worked_example(seed: int = 2023) -> DemoData:
+def build_worked_example(seed: int = 2023, *, month_after_cleanup: bool = False) -> DemoData:
+    """The first clean-up's data; `month_after_cleanup`: the four disconnected PayPal rows marked canceled by hand
+    (status only: their end time is updated_at, the clean-up day), as paypal-reconciliation.md's worked example."""
     d = DemoData(random.Random(seed))
     for name, _price in PRODUCTS:
         d.products.append((d.uuid(), name, str(d.rng.randint(1000, 9999)), AS_OF))
@@ -124,7 +128,12 @@ def build_worked_example(seed: int = 2023) -> DemoData:
         product = next(p for p in products if p[2] == amount)
         start = add_months(canceled, -d.rng.randint(6, 14))
         d.subscription(c, product, status="canceled", kajabi=d.kajabi_id(), start=start, canceled_at=canceled)
-        d.subscription(c, product, status="ACTIVE", paypal=d.paypal_id(), start=start)
+        pid = d.paypal_id()
+        d.disconnected.append(pid)
+        if month_after_cleanup:
+            d.subscription(c, product, status="canceled", paypal=pid, start=start, updated_at=CLEANUP)
+        else:
+            d.subscription(c, product, status="ACTIVE", paypal=pid, start=start)
         d.charges(c, amount, source="paypal", start=start, until=AS_OF)
         # a refund and a failed attempt after cancellation are not charges
         d.charges(c, amount, source="paypal", start=canceled + timedelta(days=3),
@@ -203,6 +212,39 @@ def load_demo_data(dsn: str, data: DemoData | None = None, *, create_tables: boo
             copy_rows(conn, table, getattr(data, table))
         conn.execute("analyze")
     return data
+
+
+def paypal_world(data: DemoData, standin) -> None:
+    """PayPal as it is a month after the first clean-up, consistent with `data`: every PayPal subscription row's
+    subscription (live rows ACTIVE, ended ones CANCELLED), its payer, and the contact's PayPal payments under the
+    ids the imports gave them (transactions.external_id); failed and pending rows are PayPal's DECLINED and
+    PENDING, a refunded row is the refund of a payment (not a payment of its own). Nothing was canceled in PayPal
+    for the four disconnects: each is ACTIVE and charged once more since the clean-up, a payment the imports
+    have not brought in yet."""
+    from billing_monitor.paypal_standin import Payer
+
+    contacts = {c[0]: c for c in data.contacts}
+    payments: dict = {}
+    for t in data.transactions:
+        _tid, contact, _sub, source, external_id, amount, cur, status, day, _created = t
+        if source == "paypal" and status.strip().lower() != "refunded":
+            paypal_status = {"completed": "COMPLETED", "pending": "PENDING"}.get(status.strip().lower(), "DECLINED")
+            payments.setdefault(contact, []).append((external_id, day, amount, cur, paypal_status))
+    for row in data.subscriptions:
+        contact, kajabi, paypal, status = row[1], row[3], row[4], row[5]
+        pid = next((x.strip() for x in (paypal, kajabi) if x and x.strip().startswith("I-")), None)
+        if pid is None:
+            continue
+        person = contacts[contact]
+        ended = status.strip().lower() in ("canceled", "cancelled", "expired")
+        disconnected = pid in data.disconnected
+        standin.add(pid, "ACTIVE" if disconnected or not ended else "CANCELLED",
+                    next_billing_time=datetime(2025, 7, 16, tzinfo=UTC) if disconnected else None,
+                    payer=Payer(person[1], person[2], person[3]))
+        for external_id, day, amount, cur, paypal_status in payments.get(contact, ()):
+            standin.charge(pid, day, amount, status=paypal_status, currency=cur, txn_id=external_id)
+        if disconnected:          # one more cycle since the clean-up, not imported yet
+            standin.charge(pid, datetime(2025, 6, 16, tzinfo=UTC), row[6], currency=row[7])
 
 
 @contextmanager

@@ -127,7 +127,8 @@ def _announce_failure(webhook: str | None, failure: MonitoringFailed, session, r
 
 
 def run_monitoring(settings: ScanSettings, *, schedule: str = MANUAL, publish: Callable[[SnsMessage], None] | None,
-                   record_metric: RecordMetric = lambda *a: None, slack_session=None) -> MonitoringOutcome:
+                   record_metric: RecordMetric = lambda *a: None, slack_session=None,
+                   remaining_s: Callable[[], float] | None = None) -> MonitoringOutcome:
     """Scan, save, publish to SNS, post to Slack, in that order.
 
     A Slack post that fails is logged and counted (SlackFailures), never fatal: the scan is saved and on SNS.
@@ -139,12 +140,13 @@ def run_monitoring(settings: ScanSettings, *, schedule: str = MANUAL, publish: C
     session = slack_session or retrying_session(methods=("POST",), backoff_factor=settings.http_backoff_s)
     stage = "scanning"
     try:
-        report = build_report(run_scan(settings.dsn_value, settings.tolerance,
-                                       statement_timeout_s=settings.statement_timeout_s,
-                                       stale_after_days=settings.stale_after_days))
+        result = run_scan(settings.dsn_value, settings.tolerance, statement_timeout_s=settings.statement_timeout_s,
+                          stale_after_days=settings.stale_after_days, paypal=settings.paypal_options(remaining_s),
+                          store_dsn=settings.store_dsn_value)
+        report = build_report(result)
         stage = "saving the scan"
         with open_store(settings.store_dsn_value) as conn:      # one transaction: all or nothing
-            diff = save_scan(conn, report)
+            diff = save_scan(conn, report, result.settled)
         steps.saved = True
         outcome = MonitoringOutcome(report, diff, schedule, steps)
         if publish is not None:
@@ -179,13 +181,19 @@ def run_monitoring(settings: ScanSettings, *, schedule: str = MANUAL, publish: C
     for currency, money in report["summary"]["charged_after_cancellation"].items():
         # a metric is a number for CloudWatch: the money leaves Decimal only here
         record_metric(f"ChargedAfterCancellation_{currency}", MetricUnit.NoUnit, float(money["total"]))
+    for currency, money in report["summary"].get("owed", {}).items():
+        record_metric(f"Owed_{currency}", MetricUnit.NoUnit, float(money["total"]))
+    if report.get("paypal") is not None:
+        record_metric("PayPalNotChecked", MetricUnit.Count, report["paypal"].get("not_checked", 0))
+        record_metric("PayPalCalls", MetricUnit.Count, report["paypal"]["asked"])
     record_metric("ScanDuration", MetricUnit.Seconds, (datetime.now(UTC) - started).total_seconds())
     return outcome
 
 
 def run_scheduled(event: object, *, load_settings: Callable[[], ScanSettings],
                   publisher: Callable[[str], Callable[[SnsMessage], None]],
-                  record_metric: RecordMetric = lambda *a: None, slack_session=None) -> MonitoringOutcome:
+                  record_metric: RecordMetric = lambda *a: None, slack_session=None,
+                  remaining_s: Callable[[], float] | None = None) -> MonitoringOutcome:
     """What the scan function does with an event: read the settings, then run_monitoring for its schedule.
 
     Settings that cannot be read fail the run too, told to Slack when the webhook alone can still be read.
@@ -202,7 +210,7 @@ def run_scheduled(event: object, *, load_settings: Callable[[], ScanSettings],
         raise failure from exc
     return run_monitoring(settings, schedule=schedule,
                           publish=publisher(settings.topic_arn) if settings.topic_arn else None,
-                          record_metric=record_metric, slack_session=slack_session)
+                          record_metric=record_metric, slack_session=slack_session, remaining_s=remaining_s)
 
 
 def _slack_webhook_if_readable() -> str | None:

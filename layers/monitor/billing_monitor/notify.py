@@ -16,12 +16,14 @@ from dataclasses import dataclass
 import requests
 
 from billing_monitor.http import DEFAULT_TIMEOUT, retrying_session
-from billing_monitor.report import charges_money, customer_label, money_line
+from billing_monitor.report import charges_money, customer_label, display_money, money_line, paypal_view
 from billing_monitor.rules.registry import (
     AT_RISK_CHECKS,
     CHECK_RANK,
     COUNTED_ONLY_CHECKS,
     CRITICAL,
+    NO_ACTION_CHECKS,
+    OWED_CHECKS,
     SEVERITIES,
     STALE_IMPORT,
     WARNING,
@@ -37,6 +39,7 @@ SCHEDULES = (MONTHLY, DAILY, MANUAL)
 SNS_LIMIT_BYTES = 256 * 1024
 SNS_SUBJECT_MAX = 100
 EMAIL_BUDGET_BYTES = 64 * 1024      # the plain-text body's share of the SNS message
+SNS_MAX_PAYPAL_ERRORS = 50          # paypal.errors lines the SNS report keeps (the rest counted in errors_omitted)
 
 # Slack's limits (https://api.slack.com/reference/block-kit/blocks) ...
 SLACK_MAX_BLOCKS = 50
@@ -73,6 +76,15 @@ def is_at_risk(f: dict) -> bool:
     return f["check"] in AT_RISK_CHECKS
 
 
+def is_owed_only(f: dict) -> bool:
+    """A customer whose charging stopped and who is still owed money (refund_owed): named under "owed"."""
+    return f["check"] in OWED_CHECKS
+
+
+def is_named(f: dict) -> bool:
+    return is_at_risk(f) or is_owed_only(f)
+
+
 def is_charged(f: dict) -> bool:
     return bool((f.get("charges") or {}).get("count"))
 
@@ -84,6 +96,20 @@ def _customer_key(f: dict) -> str:
 def at_risk_findings(report: dict) -> list[dict]:
     """The open findings that name a customer charged, or about to be charged, after canceling."""
     return [f for f in report["findings"] if is_at_risk(f)]
+
+
+def owed_findings(report: dict) -> list[dict]:
+    return [f for f in report["findings"] if is_owed_only(f)]
+
+
+def paypal_status_line(report: dict) -> str | None:
+    """What the reconciliation could not do: 'PayPal: 3 subscriptions could not be checked (…)'."""
+    block = report.get("paypal")
+    if not block or not (block.get("errors") or block.get("not_checked")):
+        return None
+    n = block.get("not_checked") or 0
+    line = f"PayPal: {n} subscription{'s' if n != 1 else ''} could not be checked" if n else "PayPal"
+    return f"{line} ({block['errors'][0]})" if block.get("errors") else line
 
 
 def stale_findings(report: dict) -> list[dict]:
@@ -114,13 +140,17 @@ def heartbeat_line(report: dict, schedule: str) -> str:
 
 
 def counted_line(report: dict) -> str | None:
-    """'85 duplicate_subscription, 85 misfiled_paypal_id, 7 paypal_only: no action needed' (None: none)."""
+    """'85 duplicate_subscription, 85 misfiled_paypal_id, 7 paypal_only: no action needed' (None: none), and the
+    PayPal subscriptions the imports never brought in, which need a look."""
     by_check = report["summary"]["by_check"]
-    counts = sorted(((by_check.get(name, 0), name) for name in COUNTED_ONLY_CHECKS if by_check.get(name)),
+    counts = sorted(((by_check.get(name, 0), name) for name in NO_ACTION_CHECKS if by_check.get(name)),
                     key=lambda c: (-c[0], CHECK_RANK[c[1]]))
-    if not counts:
-        return None
-    return ", ".join(f"{n} {name}" for n, name in counts) + ": no action needed"
+    parts = [", ".join(f"{n} {name}" for n, name in counts) + ": no action needed"] if counts else []
+    look = [(by_check.get(name, 0), name) for name in COUNTED_ONLY_CHECKS if name not in NO_ACTION_CHECKS
+            and by_check.get(name)]
+    parts += [f"{n} {name}: PayPal charges the account for them, no subscriptions row names them (`billing-monitor"
+              " scan --paypal` lists them)" for n, name in look]
+    return "; ".join(parts) or None
 
 
 def stale_line(f: dict) -> str:
@@ -137,16 +167,27 @@ def _months_charged(charges: dict) -> int:
 
 
 def _what_happened(f: dict, bold) -> str:
-    """The money, or why the customer is about to be charged (bold: how the important part is marked)."""
+    """The money, or why the customer is about to be charged (bold: how the important part is marked); after a
+    reconciliation, PayPal's view too."""
+    base = _what_happened_in_the_data(f, bold)
+    return f"{base} · {paypal_view(f)}" if f.get("paypal") else base
+
+
+def _what_happened_in_the_data(f: dict, bold) -> str:
     charges = f.get("charges") or {}
     currency = f.get("currency") or ""
-    canceled = (f.get("kajabi_canceled_at") or "")[:10]
+    canceled = (f.get("kajabi_canceled_at") or (f.get("paypal") or {}).get("canceled_at") or "")[:10]
+    if is_owed_only(f):
+        owed = (f.get("refund") or {}).get("total") or "0.00"
+        return (f"canceled in PayPal, {bold(f'owed {display_money(owed)} {currency}'.strip())}"
+                f" ({charges.get('count', 0)} charges after canceling on {canceled or 'an unknown date'})")
     if is_charged(f):
         months = _months_charged(charges)
         money = charges_money(f)
         what = f"charged {charges['count']}x over {months} month{'s' if months != 1 else ''} after canceling, {bold(money)}"
-        return what + (f" (canceled in Kajabi {canceled})" if canceled else "")
-    when = f.get("next_billing_time")       # once the scan reconciles with PayPal (alerts.md)
+        where = "in Kajabi " if f.get("kajabi_canceled_at") or f.get("kajabi_subscription_id") else ""
+        return what + (f" (canceled {where}{canceled})" if canceled else "")
+    when = (f.get("paypal") or {}).get("next_billing_time")     # once the scan reconciles with PayPal (alerts.md)
     bills = f"PayPal bills next on {when[:10]}" if when else "PayPal bills at its next cycle"
     price = ""
     if f.get("amount"):
@@ -158,6 +199,8 @@ def _what_happened(f: dict, bold) -> str:
 def _what_to_do(f: dict) -> str | None:
     if f.get("action"):
         return None                         # the approval command says it
+    if f.get("refund"):
+        return "refund the charges listed under `refund` in PayPal (`billing-monitor scan --paypal --format json`)"
     return "nothing to cancel from here (no PayPal subscription): look these charges up where they were made"
 
 
@@ -196,19 +239,21 @@ class _Groups:
     still: list[dict]          # unchanged: named by the monthly message only
     oldest_months: int          # of the still-open ones (new ones excluded)
     still_open_count: int       # open at risk and not new: the "still open" of the status line
+    owed: list[dict] = None     # owed, charging stopped, unchanged: named by the monthly message only
 
 
 def _groups(report: dict, diff: ScanDiff) -> _Groups:
     order = {f["finding_id"]: i for i, f in enumerate(report["findings"])}
     by_order = lambda fs: sorted(fs, key=lambda f: order.get(f["finding_id"], len(order)))  # noqa: E731
-    new = [f for f in diff.new if is_at_risk(f)]
-    new += [o.finding for o in diff.still_open if is_at_risk(o.finding) and o.unreported and not o.changed]
-    changed = [o.finding for o in diff.still_open if is_at_risk(o.finding) and o.changed]
+    new = [f for f in diff.new if is_named(f)]
+    new += [o.finding for o in diff.still_open if is_named(o.finding) and o.unreported and not o.changed]
+    changed = [o.finding for o in diff.still_open if is_named(o.finding) and o.changed]
     shown = {f["finding_id"] for f in new + changed}
     still_open = [o for o in diff.still_open if is_at_risk(o.finding)]
     still = [o.finding for o in still_open if o.finding["finding_id"] not in shown]
+    owed = [o.finding for o in diff.still_open if is_owed_only(o.finding) and o.finding["finding_id"] not in shown]
     return _Groups(by_order(new), by_order(changed), by_order(still),
-                   max((o.months_open for o in still_open), default=0), len(still_open))
+                   max((o.months_open for o in still_open), default=0), len(still_open), by_order(owed))
 
 
 def has_news(diff: ScanDiff) -> bool:
@@ -304,7 +349,10 @@ def slack_message(report: dict, diff: ScanDiff, *, schedule: str) -> dict | None
     if counted:
         new_counted = sum(f["check"] in COUNTED_ONLY_CHECKS for f in diff.new)
         status.append(counted + (f" ({new_counted} of them new)" if new_counted else ""))
-    if not at_risk_open and not stale:
+    paypal_problem = paypal_status_line(report)
+    if paypal_problem:
+        status.append(f":warning: {slack_escape(paypal_problem)}")
+    if not at_risk_open and not stale and not owed_findings(report) and not paypal_problem:
         status.append(":white_check_mark: All clear: nobody is charged, or about to be charged, after canceling.")
     tail = [_section(clip("\n".join(status), 1500))] if status else []
     tail.append({"type": "context", "elements": [{"type": "mrkdwn", "text": clip(
@@ -314,6 +362,7 @@ def slack_message(report: dict, diff: ScanDiff, *, schedule: str) -> dict | None
               (f"*Changed since the last scan: {len(groups.changed)}*", groups.changed)]
     if everything:
         listed.append((f"*Still at risk: {len(groups.still)} (monthly reminder)*", groups.still))
+        listed.append((f"*Owed: {len(groups.owed)} (charging stopped, not refunded yet)*", groups.owed))
     fixed_chars = sum(len(_text_of(b)) for b in top + tail)
     middle = _pack([(t, [customer_line_slack(f) for f in fs]) for t, fs in listed],
                    SLACK_MAX_BLOCKS - len(top) - len(tail), SLACK_TEXT_BUDGET - fixed_chars)
@@ -373,7 +422,10 @@ def email_text(report: dict, diff: ScanDiff | None, *, schedule: str, budget: in
     if diff is not None:
         changed = sum(o.changed for o in diff.still_open)
         tail.append(f"Since the last scan: {len(diff.new)} new, {changed} changed, {len(diff.resolved)} resolved.")
-    if not at_risk and not stale_findings(report):
+    owed = owed_findings(report)
+    if paypal_status_line(report):
+        tail.append(paypal_status_line(report) + ".")
+    if not at_risk and not owed and not stale_findings(report) and not paypal_status_line(report):
         tail.append("All clear: nobody is charged, or about to be charged, after canceling.")
     tail.append(f"Scan {report['scan_id']}. The full report: `billing-monitor scan --format json`, or this"
                 " message's JSON on any other subscription.")
@@ -381,11 +433,14 @@ def email_text(report: dict, diff: ScanDiff | None, *, schedule: str, budget: in
         head.append(f"Customers at risk ({len(at_risk)}):")
     used = len("\n".join(head + tail).encode()) + 200
     lines = []
-    for i, f in enumerate(at_risk):
+    named = at_risk + owed
+    for i, f in enumerate(named):
+        if f is (owed[0] if owed else None):
+            lines.append(f"Owed, charging stopped ({len(owed)}):")
         line = customer_line_text(f)
         used += len(line.encode()) + 1
         if used > budget:
-            lines.append(f"...and {len(at_risk) - i} more: billing-monitor scan")
+            lines.append(f"...and {len(named) - i} more: billing-monitor scan")
             break
         lines.append(line)
     return "\n".join(head + lines + tail)
@@ -415,6 +470,10 @@ def sns_message(report: dict, diff: ScanDiff | None, *, schedule: str = MONTHLY,
     email_budget = EMAIL_BUDGET_BYTES
     email = email_text(report, diff, schedule=schedule, budget=email_budget)
     document = dict(report)
+    paypal = report.get("paypal")
+    if paypal and len(paypal.get("errors") or ()) > SNS_MAX_PAYPAL_ERRORS:     # PayPal down: one line per id
+        document["paypal"] = dict(paypal, errors=paypal["errors"][:SNS_MAX_PAYPAL_ERRORS],
+                                  errors_omitted=len(paypal["errors"]) - SNS_MAX_PAYPAL_ERRORS)
     if diff is not None:
         document["changes"] = diff.as_dict()
     message = envelope(document, email)

@@ -1,10 +1,13 @@
-"""PayPal Subscriptions API v1 client: OAuth2 client credentials, get and cancel a subscription.
+"""PayPal client: OAuth2 client credentials; get, cancel and list the payments of a subscription; search the
+account's transactions.
 
-Built against PayPal's OpenAPI description (tests/data/paypal/billing_subscriptions_v1.json):
+Built against PayPal's OpenAPI descriptions (tests/data/paypal/):
   GET  /v1/billing/subscriptions/{id}          200 subscription (status ACTIVE, SUSPENDED, CANCELLED, ...)
   POST /v1/billing/subscriptions/{id}/cancel   body {"reason": 1-128 chars}, 204
        422 with details[].issue == SUBSCRIPTION_STATUS_INVALID: the subscription has already ended
-  POST /v1/oauth2/token (not in that spec)     Basic auth, grant_type=client_credentials
+  GET  /v1/billing/subscriptions/{id}/transactions?start_time&end_time   its payments in that range
+  GET  /v1/reporting/transactions              Transaction Search (at most 31 days a call, pages of at most 500)
+  POST /v1/oauth2/token (not in those specs)   Basic auth, grant_type=client_credentials
 
 GET and the token call are retried on 429/5xx with back-off honouring Retry-After. A cancel that
 answers 5xx or times out has an unknown outcome: the client reads the subscription before trying again,
@@ -18,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import requests
 
@@ -82,11 +86,21 @@ class PayPalClient:
     _token: str | None = field(default=None, repr=False)
     _token_expires: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    pool_size: int = 10
+    calls: int = 0                  # API requests sent (retries included; the token excluded)
 
     def __post_init__(self):
         self.base_url = self.base_url.rstrip("/")
-        self._session = self._session or retrying_session(methods=("GET", "POST"), backoff_factor=self.backoff_s)
+        self._session = self._session or retrying_session(methods=("GET", "POST"), backoff_factor=self.backoff_s,
+                                                          pool_maxsize=self.pool_size)
         self._plain = self._plain or requests.Session()
+        self._count_lock = threading.Lock()
+
+    def _count(self, answer: requests.Response | None) -> None:
+        retries = getattr(getattr(answer, "raw", None), "retries", None)
+        sent = 1 + len(getattr(retries, "history", ()) or ())
+        with self._count_lock:
+            self.calls += sent
 
     # ------------------------------------------------------------------ auth
 
@@ -122,28 +136,55 @@ class PayPalClient:
 
     # ------------------------------------------------------------------ calls
 
-    def get_subscription(self, subscription_id: str) -> dict:
-        _check_id(subscription_id)
-        url = f"{self.base_url}/v1/billing/subscriptions/{subscription_id}"
+    def _get(self, url: str, what: str, params: dict | None = None) -> dict:
+        """A read, retried by the session on 429/5xx; a 401 fetches a new token once."""
         for _ in range(2):  # a second time only after a 401 (expired token)
             try:
-                answer = self._session.get(url, headers=self._headers(), timeout=self.timeout)
+                answer = self._session.get(url, params=params, headers=self._headers(), timeout=self.timeout)
             except requests.RequestException as exc:
-                raise PayPalTransient(f"PayPal unreachable reading {subscription_id}: {type(exc).__name__}") from None
+                self._count(None)
+                raise PayPalTransient(f"PayPal unreachable {what}: {type(exc).__name__}") from None
+            self._count(answer)
             if answer.status_code == 401:
                 self._forget_token()
                 continue
             if answer.status_code == 200:
                 return answer.json()
             if answer.status_code == 404:
-                raise PayPalNotFound(f"PayPal has no subscription {subscription_id}")
+                raise PayPalNotFound(f"PayPal has no such resource {what} (404)")
             if answer.status_code == 429 or answer.status_code >= 500:
-                raise PayPalTransient(f"PayPal answered {answer.status_code} reading {subscription_id}")
+                raise PayPalTransient(f"PayPal answered {answer.status_code} {what}")
             if answer.status_code == 403:
-                raise PayPalCredentialsRejected(f"PayPal denied reading {subscription_id} (403): the REST app lacks"
-                                                " the subscriptions permission")
-            raise PayPalError(f"PayPal answered {answer.status_code} reading {subscription_id}: {_issue(answer)}")
+                raise PayPalCredentialsRejected(f"PayPal denied {what} (403): the REST app lacks the permission")
+            raise PayPalError(f"PayPal answered {answer.status_code} {what}: {_issue(answer)}")
         raise PayPalCredentialsRejected("PayPal rejected a fresh access token (401)")
+
+    def get_subscription(self, subscription_id: str) -> dict:
+        _check_id(subscription_id)
+        try:
+            return self._get(f"{self.base_url}/v1/billing/subscriptions/{subscription_id}",
+                             f"reading {subscription_id}")
+        except PayPalNotFound:
+            raise PayPalNotFound(f"PayPal has no subscription {subscription_id}") from None
+
+    def list_transactions(self, subscription_id: str, start: datetime, end: datetime) -> list[dict]:
+        """The subscription's payments PayPal lists from `start` to `end` (both whole seconds, inclusive)."""
+        _check_id(subscription_id)
+        params = {"start_time": api_time(start), "end_time": api_time(end, up=True)}
+        try:
+            body = self._get(f"{self.base_url}/v1/billing/subscriptions/{subscription_id}/transactions",
+                             f"listing the transactions of {subscription_id}", params)
+        except PayPalNotFound:
+            raise PayPalNotFound(f"PayPal has no subscription {subscription_id}") from None
+        return list(body.get("transactions") or ())
+
+    def search_transactions(self, start: datetime, end: datetime, *, page: int = 1, page_size: int = 500,
+                            transaction_type: str = "T0002") -> dict:
+        """One page of Transaction Search (`fields=all`); the window (whole seconds) must be at most 31 days."""
+        params = {"start_date": api_time(start), "end_date": api_time(end), "transaction_type": transaction_type,
+                  "fields": "all", "page_size": page_size, "page": page}
+        return self._get(f"{self.base_url}/v1/reporting/transactions",
+                         f"searching transactions {params['start_date']} to {params['end_date']} (page {page})", params)
 
     def _read_back(self, subscription_id: str, before: str | None, detail: str) -> CancelResult:
         """After PayPal says a cancel is done: read the subscription and trust what it shows."""
@@ -204,6 +245,26 @@ class PayPalClient:
                                     now.get("status_change_note"), now.get("status_update_time"))
         raise PayPalTransient(f"PayPal did not confirm the cancellation of {subscription_id}"
                               f" after {self.cancel_attempts} attempts")
+
+
+def api_time(value: datetime, *, up: bool = False) -> str:
+    """PayPal's query time: UTC, whole seconds (rounded down, or up with `up`), 2024-01-02T10:00:00Z."""
+    value = value.astimezone(UTC)
+    whole = value.replace(microsecond=0)
+    if up and whole < value:
+        whole += timedelta(seconds=1)
+    return whole.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_paypal_time(text: str) -> datetime:
+    """A time as PayPal writes it: ...Z, ...+00:00, or Transaction Search's ...+0000."""
+    text = text.strip()
+    if text[-1:] in "Zz":
+        text = text[:-1] + "+00:00"
+    elif len(text) >= 5 and text[-5] in "+-" and text[-4:].isdigit():
+        text = f"{text[:-2]}:{text[-2:]}"
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _check_id(subscription_id: str) -> None:

@@ -9,12 +9,21 @@ from decimal import Decimal
 from billing_monitor.money import money_str, to_money
 from billing_monitor.rules.finding import Finding
 from billing_monitor.rules.registry import (
+    BILLING_DISCONNECT,
     CANCEL_PAYPAL_SUBSCRIPTION,
     CHECK_NAMES,
     CHECK_RANK,
+    PAYPAL_CHECKS,
+    PAYPAL_STILL_ACTIVE,
+    PAYPAL_SUBSCRIPTION_NOT_IMPORTED,
+    POST_CANCELLATION_CHARGE,
+    REFUND_OWED,
     SEVERITIES,
     SEVERITY_RANK,
 )
+
+#: the checks whose charges are charges after canceling (the money line's customers)
+CHARGED_AFTER_CANCELING_CHECKS = (BILLING_DISCONNECT, POST_CANCELLATION_CHARGE, PAYPAL_STILL_ACTIVE, REFUND_OWED)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -40,6 +49,7 @@ def finding_to_dict(f: Finding) -> dict:
             "first": iso(f.charges[0].date) if f.charges else None,
             "last": iso(f.charges[-1].date) if f.charges else None,
             "transactions": [str(c.transaction_id) for c in f.charges],
+            "external_ids": [c.external_id for c in f.charges],
         }
     return {
         "finding_id": f.finding_id,
@@ -50,7 +60,7 @@ def finding_to_dict(f: Finding) -> dict:
         "kajabi_subscription_id": f.kajabi_subscription_id,
         "transaction_id": _text(f.transaction_id),
         "contact": None if f.contact is None else {
-            "id": str(f.contact.id), "email": f.contact.email, "name": f.contact.name,
+            "id": _text(f.contact.id), "email": f.contact.email, "name": f.contact.name,
         },
         "amount": None if f.amount is None else money_str(f.amount),
         "currency": f.currency,
@@ -61,6 +71,8 @@ def finding_to_dict(f: Finding) -> dict:
             "type": CANCEL_PAYPAL_SUBSCRIPTION, "paypal_subscription_id": f.action_paypal_id,
         },
         "detail": f.detail,
+        "paypal": f.paypal,
+        "refund": f.refund,
     }
 
 
@@ -72,6 +84,8 @@ def charged_after_cancellation(findings: list[Finding]) -> dict[str, dict]:
     """Per currency, every charge that a billing_disconnect or post_cancellation_charge lists, once."""
     seen: dict[str, object] = {}
     for f in findings:
+        if f.check not in (BILLING_DISCONNECT, POST_CANCELLATION_CHARGE):
+            continue
         for c in f.charges or ():
             seen[str(c.transaction_id)] = c
     per_currency: dict[str, list] = defaultdict(list)
@@ -83,6 +97,24 @@ def charged_after_cancellation(findings: list[Finding]) -> dict[str, dict]:
     }
 
 
+def owed(findings: list[Finding]) -> dict[str, dict]:
+    """Per currency, the customers owed something and the total owed, each PayPal transaction counted once.
+
+    Customers are distinct contacts (a finding whose contact is missing counts once per PayPal id)."""
+    amounts: dict[str, dict[str, Decimal]] = defaultdict(dict)
+    customers: dict[str, set] = defaultdict(set)
+    for f in findings:
+        for c in f.owed_charges or ():
+            currency = c.currency.upper()
+            amounts[currency][str(c.transaction_id)] = c.amount
+            customers[currency].add(f.contact.id if f.contact is not None and f.contact.id is not None
+                                    else f"paypal:{f.paypal_subscription_id}")
+    return {
+        cur: {"customers": len(customers[cur]), "total": money_str(sum(amounts[cur].values(), Decimal(0)))}
+        for cur in sorted(amounts)
+    }
+
+
 def _tolerance_text(tolerance: Decimal) -> str:
     """'1.00' for whole cents; a finer tolerance keeps its digits ('0.005')."""
     return money_str(tolerance) if tolerance == to_money(tolerance) else format(tolerance, "f")
@@ -91,7 +123,9 @@ def _tolerance_text(tolerance: Decimal) -> str:
 def build_report(scan) -> dict:
     """`scan` is a ScanResult; the dict is the report JSON (money as strings, times with offset)."""
     findings = sorted(scan.findings, key=_sort_key)
-    by_check = dict.fromkeys(CHECK_NAMES, 0)
+    paypal = getattr(scan, "paypal", None)
+    # the PayPal checks are counted only when PayPal was asked: a 0 would say "checked, none" otherwise
+    by_check = dict.fromkeys((c for c in CHECK_NAMES if paypal is not None or c not in PAYPAL_CHECKS), 0)
     by_severity = dict.fromkeys(SEVERITIES, 0)
     for f in findings:
         by_check[f.check] += 1
@@ -106,7 +140,9 @@ def build_report(scan) -> dict:
             "by_check": by_check,
             "by_severity": by_severity,
             "charged_after_cancellation": charged_after_cancellation(findings),
+            "owed": owed(findings),
         },
+        "paypal": paypal,
         "findings": [finding_to_dict(f) for f in findings],
     }
 
@@ -114,19 +150,38 @@ def build_report(scan) -> dict:
 # ---------------------------------------------------------------- the table a person reads
 
 
+def display_money(total: str | Decimal) -> str:
+    """'1,089.00': money as a person reads it (the report keeps '1089.00')."""
+    return f"{Decimal(total):,.2f}"
+
+
 def money_line(report: dict) -> str:
-    """'4 customers charged after canceling: 41 charges, 990.00 USD' (or that nobody was)."""
-    charged = report["summary"]["charged_after_cancellation"]
+    """'4 customers charged after canceling: 41 charges, 990.00 USD' (or that nobody was), then, after a
+    reconciliation, what is owed: '; 4 customers owed 1,089.00 USD'. PayPal's charges on subscriptions the
+    database says are over count as charged after canceling too."""
+    charged = {cur: (v["count"], Decimal(v["total"])) for cur, v in report["summary"]["charged_after_cancellation"].items()}
+    for f in report["findings"]:
+        if f["check"] in (PAYPAL_STILL_ACTIVE, REFUND_OWED) and f["charges"] and f["charges"]["count"]:
+            cur = (f["currency"] or "").upper()
+            count, total = charged.get(cur, (0, Decimal(0)))
+            charged[cur] = (count + f["charges"]["count"], total + Decimal(f["charges"]["total"]))
     customers = {
-        (f["contact"] or {}).get("id") or f["subscription_id"]
-        for f in report["findings"] if f["charges"] and f["charges"]["count"]
+        (f["contact"] or {}).get("id") or f["subscription_id"] or f["paypal_subscription_id"]
+        for f in report["findings"] if f["check"] in CHARGED_AFTER_CANCELING_CHECKS and f["charges"] and f["charges"]["count"]
     }
     if not charged:
-        return "No customer charged after canceling."
-    count = sum(v["count"] for v in charged.values())
-    totals = " + ".join(f"{v['total']} {cur}" for cur, v in charged.items())
-    noun = "customer" if len(customers) == 1 else "customers"
-    return f"{len(customers)} {noun} charged after canceling: {count} charges, {totals}"
+        line = "No customer charged after canceling."
+    else:
+        count = sum(c for c, _ in charged.values())
+        totals = " + ".join(f"{display_money(t)} {cur}" for cur, (_, t) in sorted(charged.items()))
+        noun = "customer" if len(customers) == 1 else "customers"
+        line = f"{len(customers)} {noun} charged after canceling: {count} charges, {totals}"
+    owed = report["summary"].get("owed") or {}
+    if owed:
+        people = max(v["customers"] for v in owed.values())
+        totals = " + ".join(f"{display_money(v['total'])} {cur}" for cur, v in owed.items())
+        line = f"{line.rstrip('.')}; {people} {'customer' if people == 1 else 'customers'} owed {totals}"
+    return line
 
 
 def charges_money(f: dict) -> str:
@@ -157,15 +212,58 @@ def _describe(f: dict) -> str:
     if f["kajabi_canceled_at"]:
         details.append(f"canceled in Kajabi {f['kajabi_canceled_at'][:10]}")
     charges = f["charges"]
-    if charges and charges["count"]:
+    if f["check"] == PAYPAL_SUBSCRIPTION_NOT_IMPORTED and charges:
+        details.append(f"paid {charges['count']}x in PayPal, {charges['total']} {f['currency'] or ''}".rstrip()
+                       + "; no subscriptions row names it")
+    elif charges and charges["count"]:
         details.append(
             f"charged {charges['count']}x since, {charges_money(f)}"
             f" ({charges['first'][:10]} to {charges['last'][:10]})")
     elif charges is not None:
         details.append("not charged yet; PayPal bills at the next cycle")
+    if f.get("paypal"):
+        details.append(paypal_view(f))
     if f["action"]:
         details.append(f"approve: billing-monitor approve {f['finding_id']} --by YOU@EXAMPLE.COM")
     return line + "".join(f"\n      {d}" for d in details)
+
+
+def paypal_view(f: dict) -> str:
+    """'PayPal: ACTIVE (bills next 2025-07-16); 22 charges after canceling 484.00, refunded 0.00, owed 484.00 USD,
+    22 not imported' (or why PayPal could not say)."""
+    block = f["paypal"]
+    if block.get("status") is None:
+        return f"PayPal: could not be checked ({block.get('error')})"
+    head = f"PayPal: {block['status']}"
+    if block.get("next_billing_time"):
+        head += f" (bills next {block['next_billing_time'][:10]})"
+    charges = block.get("charges_after_cancellation")
+    if not charges:
+        return head
+    cur = f.get("currency") or ""
+    text = (f"{head}; {charges['count']} charges after canceling {display_money(charges['total'])},"
+            f" refunded {display_money(charges['refunded'])}, owed {display_money(charges['owed'])} {cur}".rstrip())
+    if charges.get("partially_refunded"):
+        text += f", {len(charges['partially_refunded'])} partially refunded (look them up)"
+    if charges.get("not_imported"):
+        text += f", {len(charges['not_imported'])} not imported"
+    return text
+
+
+def paypal_line(report: dict) -> str | None:
+    """'PayPal (live): 12 watched, 3 remembered settled, 24 calls; 1 not found; 2 could not be checked.'"""
+    block = report.get("paypal")
+    if block is None:
+        return None
+    line = (f"PayPal ({block['environment']}): {block['watched']} watched, {block['remembered_settled']} remembered"
+            f" settled, {block['asked']} calls")
+    if block["not_found"]:
+        line += f"; {len(block['not_found'])} not found"
+    if block.get("not_checked"):
+        line += f"; {block['not_checked']} could not be checked"
+    if block["errors"]:
+        line += f"; {len(block['errors'])} error(s): {block['errors'][0]}"
+    return line + "."
 
 
 def data_currency_line(report: dict) -> str:
@@ -176,7 +274,10 @@ def data_currency_line(report: dict) -> str:
 
 def render_table(report: dict, *, max_listed: int = 10) -> str:
     """Money line, then findings by severity (every critical one; the first `max_listed` of the rest)."""
-    lines = [money_line(report), data_currency_line(report), ""]
+    lines = [money_line(report), data_currency_line(report)]
+    if paypal_line(report):
+        lines.append(paypal_line(report))
+    lines.append("")
     for severity in SEVERITIES:
         group = [f for f in report["findings"] if f["severity"] == severity]
         if not group:

@@ -1,9 +1,10 @@
-"""One scan: connect read-only, check the tables are there, run every check, time it."""
+"""One scan: connect read-only, check the tables are there, run every check, time it; with PayPal options,
+reconcile with PayPal after the database part (reconcile.py), which it never slows or loses."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -22,17 +23,42 @@ class ScanResult:
     tolerance: Decimal
     findings: list[Finding]
     data_current_to: datetime | None = None    # the newest transactions.created_at
+    paypal: dict | None = None                 # the report's top-level `paypal` block (None: not reconciled)
+    settled: list[tuple[str, str]] = field(default_factory=list)   # PayPal ids found settled: a saved scan remembers
 
 
 def run_scan(dsn: str, tolerance: Decimal = DEFAULT_TOLERANCE, *, statement_timeout_s: float = 600,
              work_mem: str = "64MB", stale_after_days: int = DEFAULT_STALE_AFTER_DAYS,
-             now: datetime | None = None) -> ScanResult:
-    """Scan the production tables behind `dsn`. Raises MonitorError with a readable message."""
+             now: datetime | None = None, paypal=None, store_dsn: str | None = None,
+             paypal_client=None) -> ScanResult:
+    """Scan the production tables behind `dsn`. Raises MonitorError with a readable message.
+
+    `paypal` (reconcile.PayPalOptions) adds PayPal's side; the settled ids are read from the `billing_monitor`
+    schema of `store_dsn` (default: the scanned database), read-only.
+    """
     started = datetime.now(UTC)
     with db.connect(dsn, read_only=True, statement_timeout_s=statement_timeout_s, work_mem=work_mem) as conn:
         db.check_production_tables(conn)
         checked = run_checks(conn, tolerance, stale_after_days=stale_after_days, now=now or started)
+        watch = None
+        if paypal is not None:
+            from billing_monitor import reconcile
+
+            settled = reconcile.read_settled(conn) if not store_dsn or store_dsn == dsn else None
+            if settled is None:
+                settled = reconcile.read_settled_from(store_dsn)
+            watch = reconcile.find_watched(conn, checked.findings, tolerance, settled)
+    findings = checked.findings
+    paypal_block, settled_now = None, []
+    if watch is not None:
+        from billing_monitor import reconcile
+
+        side = reconcile.reconcile(paypal, watch, reconcile.lookup_in(dsn, statement_timeout_s), client=paypal_client)
+        reconcile.apply_blocks(findings, side.blocks)
+        findings = findings + side.findings
+        paypal_block, settled_now = side.summary, side.settled
     return ScanResult(
         scan_id=str(uuid.uuid4()), started_at=started, finished_at=datetime.now(UTC),
-        tolerance=tolerance, findings=checked.findings, data_current_to=checked.data_current_to,
+        tolerance=tolerance, findings=findings, data_current_to=checked.data_current_to,
+        paypal=paypal_block, settled=settled_now,
     )

@@ -23,7 +23,12 @@ from billing_monitor.approvers import parse_principal_arn
 from billing_monitor.errors import MonitorError
 from billing_monitor.money import parse_tolerance
 from billing_monitor.paypal import LIVE_URL, SANDBOX_URL
-from billing_monitor.rules.registry import DEFAULT_STALE_AFTER_DAYS
+from billing_monitor.rules.registry import (
+    DEFAULT_PAYPAL_MAX_CALLS,
+    DEFAULT_PAYPAL_MAX_SECONDS,
+    DEFAULT_PAYPAL_SEARCH_DAYS,
+    DEFAULT_STALE_AFTER_DAYS,
+)
 
 CACHE_SECONDS = 300
 
@@ -132,11 +137,41 @@ class FunctionSettings(BaseSettings):
 
 
 class ScanSettings(FunctionSettings):
-    """The scheduled scan function (functions/scan)."""
+    """The scheduled scan function (functions/scan). It reconciles with PayPal whenever the PayPal credentials
+    are configured (paypal-reconciliation.md)."""
 
     topic_arn: str | None = Field(None, alias="FINDINGS_TOPIC_ARN")
     statement_timeout_s: float = Field(600, alias="BILLING_MONITOR_STATEMENT_TIMEOUT", gt=0)
     stale_after_days: int = Field(DEFAULT_STALE_AFTER_DAYS, alias="BILLING_MONITOR_STALE_AFTER_DAYS", ge=1)
+    paypal_client_id: SecretStr | None = Field(None, alias="PAYPAL_CLIENT_ID")
+    paypal_client_secret: SecretStr | None = Field(None, alias="PAYPAL_CLIENT_SECRET")
+    paypal_environment: Literal["live", "sandbox"] | None = Field(None, alias="PAYPAL_ENVIRONMENT")
+    paypal_base_url_override: str | None = Field(None, alias="PAYPAL_BASE_URL")
+    paypal_search_days: int = Field(DEFAULT_PAYPAL_SEARCH_DAYS, alias="PAYPAL_SEARCH_DAYS", ge=1)
+    paypal_max_seconds: float = Field(DEFAULT_PAYPAL_MAX_SECONDS, alias="PAYPAL_MAX_SECONDS", gt=0)
+    paypal_max_calls: int = Field(DEFAULT_PAYPAL_MAX_CALLS, alias="PAYPAL_MAX_CALLS", ge=1)
+
+    @model_validator(mode="after")
+    def _paypal_complete(self):
+        given = [self.paypal_client_id is not None, self.paypal_client_secret is not None]
+        if any(given) and not all(given):
+            raise ValueError("PAYPAL_CLIENT_ID and PAYPAL_CLIENT_SECRET: set both, or neither (no reconciliation)")
+        if all(given) and not (self.paypal_environment or self.paypal_base_url_override):
+            raise ValueError("PAYPAL_ENVIRONMENT is not configured (live or sandbox; or PAYPAL_BASE_URL)")
+        return self
+
+    def paypal_options(self, remaining_s=None):
+        """The reconciliation's options, or None when PayPal is not configured."""
+        if self.paypal_client_id is None or self.paypal_client_secret is None:
+            return None
+        from billing_monitor.reconcile import PayPalOptions
+
+        base_url = self.paypal_base_url_override or CancelSettings.BASE_URLS[self.paypal_environment]
+        return PayPalOptions(base_url, self.paypal_client_id.get_secret_value(),
+                             self.paypal_client_secret.get_secret_value(),
+                             environment="custom" if self.paypal_base_url_override else self.paypal_environment,
+                             search_days=self.paypal_search_days, max_seconds=self.paypal_max_seconds,
+                             max_calls=self.paypal_max_calls, backoff_s=self.http_backoff_s, remaining_s=remaining_s)
 
 
 class CancelSettings(FunctionSettings):

@@ -15,7 +15,7 @@ findings reach Python, never the transactions as a whole.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cache
@@ -202,7 +202,19 @@ def run_checks(conn: psycopg.Connection, tolerance: Decimal, *, stale_after_days
         if finding.charges:
             finding.charges.sort(key=lambda c: (c.date, str(c.transaction_id)))
     attach_contacts(conn, findings)
+    attach_external_ids(conn, findings)
     return CheckResults(findings, transactions.newest_import)
+
+
+def attach_external_ids(conn, findings: list[Finding]) -> None:
+    """Each listed charge's transactions.external_id, so that the owner can find it in PayPal (by primary key)."""
+    ids = sorted({str(c.transaction_id) for f in findings for c in f.charges or ()})
+    if not ids:
+        return
+    external = {r.id: r.external_id for r in _stream(conn, "external_ids", {"ids": ids})}
+    for finding in findings:
+        if finding.charges:
+            finding.charges = [replace(c, external_id=external.get(str(c.transaction_id))) for c in finding.charges]
 
 
 def attach_contacts(conn, findings: list[Finding]) -> None:

@@ -37,6 +37,7 @@ class Charge:
     date: datetime
     amount: Decimal
     currency: str
+    external_id: str | None = None      # transactions.external_id (trimmed); for a PayPal charge: its own id once imported
 
 
 @dataclass
@@ -56,6 +57,9 @@ class Finding:
     charges: list[Charge] | None = None   # billing_disconnect and post_cancellation_charge only
     action_paypal_id: str | None = None   # set when the suggested action is to cancel in PayPal
     detail: str | None = None             # a sentence for checks that are not about a row (stale_import)
+    paypal: dict | None = None            # PayPal's view of a watched id, as the report has it (reconcile.py)
+    refund: dict | None = None            # the refund_paypal_charges to approve, when something is owed
+    owed_charges: list[Charge] | None = None   # PayPal's charges after cancellation still COMPLETED (summary.owed)
 
     @cached_property
     def finding_id(self) -> str:             # check and key never change once a finding is made

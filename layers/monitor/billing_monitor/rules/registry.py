@@ -46,11 +46,13 @@ def at_least(severity: str) -> tuple[str, ...]:
 # ---------------------------------------------------------------- actions
 
 CANCEL_PAYPAL_SUBSCRIPTION = "cancel_paypal_subscription"
+REFUND_PAYPAL_CHARGES = "refund_paypal_charges"      # a finding's `refund` block (paypal-reconciliation.md)
 
 # ---------------------------------------------------------------- the checks
 
 SUBSCRIPTION_PASS = "subscription_findings"      # rules/sql/subscription_findings.sql
 TRANSACTION_PASS = "transaction_findings"        # rules/sql/transaction_findings.sql
+PAYPAL_PASS = "paypal_reconciliation"            # reconcile.py: PayPal's API, read-only, after the database passes
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Check:
     about: str                     # one line for a person
     at_risk: bool = False          # names a customer who is, or is about to be, charged after canceling
                                    # (alerts.md: every such customer is named in every monthly message)
+    named_as_owed: bool = False    # names a customer still owed money: in every monthly message, under "owed"
 
     def severity_for(self, *, charged: bool) -> str:
         return self.severity_if_charged if charged and self.severity_if_charged else self.severity
@@ -77,6 +80,9 @@ ORPHANED_SUBSCRIPTION = "orphaned_subscription"
 ORPHANED_TRANSACTION = "orphaned_transaction"
 MISFILED_PAYPAL_ID = "misfiled_paypal_id"
 STALE_IMPORT = "stale_import"
+PAYPAL_STILL_ACTIVE = "paypal_still_active"
+REFUND_OWED = "refund_owed"
+PAYPAL_SUBSCRIPTION_NOT_IMPORTED = "paypal_subscription_not_imported"
 
 _REGISTRY: tuple[Check, ...] = (
     Check(BILLING_DISCONNECT, WARNING, CRITICAL, "the PayPal subscription row", CANCEL_PAYPAL_SUBSCRIPTION,
@@ -95,6 +101,12 @@ _REGISTRY: tuple[Check, ...] = (
           SUBSCRIPTION_PASS, "a PayPal id in kajabi_subscription_id"),
     Check(STALE_IMPORT, WARNING, None, "the transactions table", None,
           TRANSACTION_PASS, "the imports have stopped: every other finding may be out of date"),
+    Check(PAYPAL_STILL_ACTIVE, CRITICAL, None, "the PayPal id (about its latest-ended row)", CANCEL_PAYPAL_SUBSCRIPTION,
+          PAYPAL_PASS, "ended in the database, still active in PayPal", at_risk=True),
+    Check(REFUND_OWED, WARNING, None, "the PayPal id (about its latest-ended row)", None,
+          PAYPAL_PASS, "canceled in PayPal, charges after cancellation never refunded", named_as_owed=True),
+    Check(PAYPAL_SUBSCRIPTION_NOT_IMPORTED, WARNING, None, "the PayPal id", None,
+          PAYPAL_PASS, "a PayPal subscription charging the account that no subscriptions row names"),
 )
 
 #: name -> Check, in the report's order
@@ -102,10 +114,34 @@ CHECKS: dict[str, Check] = {c.name: c for c in _REGISTRY}
 CHECK_NAMES: tuple[str, ...] = tuple(CHECKS)
 CHECK_RANK = {name: i for i, name in enumerate(CHECK_NAMES)}
 AT_RISK_CHECKS: tuple[str, ...] = tuple(c.name for c in _REGISTRY if c.at_risk)
-#: Findings that need no action: counted per check in one line, never listed one by one (alerts.md).
-COUNTED_ONLY_CHECKS: tuple[str, ...] = tuple(c.name for c in _REGISTRY if not c.at_risk and c.name != STALE_IMPORT)
+OWED_CHECKS: tuple[str, ...] = tuple(c.name for c in _REGISTRY if c.named_as_owed)
+#: Findings that are counted per check in one line, never listed one by one (alerts.md).
+COUNTED_ONLY_CHECKS: tuple[str, ...] = tuple(c.name for c in _REGISTRY
+                                             if not c.at_risk and not c.named_as_owed and c.name != STALE_IMPORT)
+#: ... of which these need no action (the rest, a PayPal subscription the imports never brought in, needs a look).
+NO_ACTION_CHECKS: tuple[str, ...] = tuple(c for c in COUNTED_ONLY_CHECKS if c != PAYPAL_SUBSCRIPTION_NOT_IMPORTED)
+#: The checks of the PayPal side: found only when the scan reconciles with PayPal.
+PAYPAL_CHECKS: tuple[str, ...] = tuple(c.name for c in _REGISTRY if c.found_by == PAYPAL_PASS)
 #: stale_import: a finding is made when the newest transactions.created_at is older than this at scan time.
 DEFAULT_STALE_AFTER_DAYS = 14
+
+# ---------------------------------------------------------------- PayPal's vocabulary (paypal-reconciliation.md)
+
+#: A subscription's statuses: still billing, and final (such a subscription never charges again).
+PAYPAL_ACTIVE_STATUSES: tuple[str, ...] = ("ACTIVE", "SUSPENDED")
+PAYPAL_FINAL_STATUSES: tuple[str, ...] = ("CANCELLED", "EXPIRED")
+PAYPAL_NOT_FOUND = "NOT_FOUND"          # our word for a 404 on a watched id
+#: A payment's statuses on which money was taken, and which of them decide `refunded` and `owed`.
+PAYPAL_CHARGED_STATUSES: tuple[str, ...] = ("COMPLETED", "PARTIALLY_REFUNDED", "REFUNDED")
+PAYPAL_OWED_STATUS, PAYPAL_REFUNDED_STATUS, PAYPAL_PARTIALLY_REFUNDED_STATUS = "COMPLETED", "REFUNDED", "PARTIALLY_REFUNDED"
+#: Transaction Search: subscription payments, completed, referring to a subscription.
+SEARCH_EVENT_CODE, SEARCH_COMPLETED, SEARCH_REFERENCE_TYPE = "T0002", "S", "SUB"
+DEFAULT_PAYPAL_SEARCH_DAYS = 400
+#: A scan's PayPal budget: after this many calls or seconds, the rest is reported as not checked.
+DEFAULT_PAYPAL_MAX_CALLS, DEFAULT_PAYPAL_MAX_SECONDS = 50_000, 600.0
+DEFAULT_PAYPAL_WORKERS = 8              # concurrent requests to PayPal (one session)
+SEARCH_WINDOW_DAYS = 31                 # Transaction Search's longest window
+SEARCH_PAGE_SIZE = 500                  # ... and its largest page
 
 
 def check(name: str) -> Check:

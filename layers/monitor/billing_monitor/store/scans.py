@@ -20,6 +20,9 @@ def fingerprint(finding: dict) -> str:
     """What makes a finding worth reporting again: its severity and what it was charged."""
     charges = finding.get("charges") or {}
     key = [finding["severity"], charges.get("count"), charges.get("total")]
+    if finding.get("paypal"):       # PayPal's view changing (its status, what is owed) is news too
+        paypal = finding["paypal"]
+        key += [paypal.get("status"), ((paypal.get("charges_after_cancellation") or {}).get("owed"))]
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
 
@@ -58,9 +61,10 @@ class ScanDiff:
         }
 
 
-def save_scan(conn: psycopg.Connection, report: dict) -> ScanDiff:
+def save_scan(conn: psycopg.Connection, report: dict, settled: list[tuple[str, str]] = ()) -> ScanDiff:
     """Record a scan and its findings in the caller's transaction (from open_store: migrated); returns what
-    changed since the last one.
+    changed since the last one. `settled`: the PayPal ids (and final status) its reconciliation found settled,
+    remembered so that no scan asks about them again.
 
     The caller commits: a scan that fails half-way leaves the previous state as it was.
     """
@@ -108,11 +112,23 @@ def save_scan(conn: psycopg.Connection, report: dict) -> ScanDiff:
         with cur.copy(f"copy {SCHEMA}.scan_findings (scan_id, finding_id, severity) from stdin") as copy:
             for f in report["findings"]:
                 copy.write_row((scan_id, f["finding_id"], f["severity"]))
+    remember_settled(conn, scan_id, started, settled)
     diff.resolved = [r[0] for r in conn.execute(
         f"update {SCHEMA}.findings set resolved_scan = %s, resolved_at = %s"
         " where resolved_scan is null and last_seen_scan <> %s returning finding",
         (scan_id, started, scan_id))]
     return diff
+
+
+def remember_settled(conn: psycopg.Connection, scan_id: str, when: datetime, settled) -> None:
+    """Add ids to the settled memory (an id already remembered keeps its first record)."""
+    if not settled:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            f"insert into {SCHEMA}.paypal_settled (paypal_subscription_id, paypal_status, settled_scan, settled_at)"
+            " values (%s, %s, %s, %s) on conflict (paypal_subscription_id) do nothing",
+            [(pid, status, scan_id, when) for pid, status in settled])
 
 
 def mark_reported(conn: psycopg.Connection, diff: ScanDiff, when: datetime, *, everything: bool) -> None:
