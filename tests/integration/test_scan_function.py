@@ -408,7 +408,7 @@ def test_migrations_twice_and_concurrently(fresh_database):
     with db.connect(dsn, read_only=False) as conn:
         assert apply_migrations(conn) == []
         versions = conn.execute("select version from billing_monitor.schema_migrations order by 1").fetchall()
-        assert versions == [(1,), (2,), (3,)]
+        assert versions == [(1,), (2,), (3,), (4,)]
         assert conn.execute("select count(*) from information_schema.tables"
                             " where table_schema = 'public'").fetchone()[0] == 4  # production untouched
 
