@@ -27,6 +27,7 @@ from billing_monitor.cancellation import CancellationService, Delivery, first_li
 from billing_monitor.http import retrying_session
 from billing_monitor.logmask import powertools_logger
 from billing_monitor.notify import post_to_slack
+from billing_monitor.rules.registry import REFUND_PAYPAL_CHARGES
 from billing_monitor.settings import CancelSettings
 from billing_monitor.store.actions import REFUSED
 
@@ -82,6 +83,12 @@ def handle_record(record: SQSRecord, *, service: CancellationService, cancel_onc
         except ApprovalRefused as refused:
             metrics.add_metric(name="Approvals_refused", unit=MetricUnit.Count, value=1)
             return service.refuse(delivery, None, str(refused), sender)
+        if approval.action == REFUND_PAYPAL_CHARGES:
+            # not through the DynamoDB record: the refunds table claims each capture before PayPal is asked and
+            # the PayPal-Request-Id makes PayPal answer a repeat with its first refund (docs/rule-choices.md)
+            result = service.handle_refund(approval, delivery, sender)
+            metrics.add_metric(name=f"Refunds_{result['outcome']}", unit=MetricUnit.Count, value=1)
+            return result
         try:
             return cancel_once(approval=approval.model_dump(), service=service, delivery=delivery, sender=sender)
         except RefusalNotRemembered as refusal:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Literal
 
 from aws_lambda_powertools.utilities.parser import BaseModel, Field, ValidationError, parse
-from pydantic import ConfigDict
+from pydantic import AliasChoices, ConfigDict, field_validator
 
-from billing_monitor.rules.registry import CANCEL_PAYPAL_SUBSCRIPTION, PAYPAL_ID_PATTERN
+from billing_monitor.rules.registry import CANCEL_PAYPAL_SUBSCRIPTION, PAYPAL_ID_PATTERN, REFUND_PAYPAL_CHARGES
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+TRANSACTION_ID = re.compile(r"^[A-Z0-9]{1,36}$")
 STORED_BODY_LIMIT = 4096     # characters of a message body kept in the audit table
 
 
@@ -34,6 +36,38 @@ class ApprovalMessage(BaseModel):
     def paypal_reason(self) -> str:
         """What PayPal records (1-128 characters)."""
         return (self.reason or f"Canceled by billing-monitor, approved by {self.approved_by}")[:128]
+
+
+class RefundApprovalMessage(BaseModel):
+    """An owner's go-ahead to refund PayPal charges of one finding in full (paypal-reconciliation.md, "Refunds").
+
+    The spec names the list `transactions`; `paypal_transaction_ids` is accepted too. `force` is accepted and
+    ignored: the fresh re-check always applies to refunds.
+    """
+
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+
+    action: Literal["refund_paypal_charges"]
+    finding_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+    transactions: list[str] = Field(validation_alias=AliasChoices("transactions", "paypal_transaction_ids"),
+                                    min_length=1, max_length=100)
+    paypal_subscription_id: str | None = Field(default=None, pattern=PAYPAL_ID_PATTERN, max_length=50)
+    approved_by: str = Field(pattern=EMAIL_PATTERN, max_length=254)
+    reason: str = Field(default="", max_length=128)
+    force: bool = False
+
+    @field_validator("transactions")
+    @classmethod
+    def _ids(cls, value: list[str]) -> list[str]:
+        ids = [v.strip() for v in value]
+        bad = [v for v in ids if not TRANSACTION_ID.match(v)]
+        if bad:
+            raise ValueError(f"not PayPal transaction ids: {', '.join(map(repr, bad[:5]))}")
+        return list(dict.fromkeys(ids))          # a repeated id is one charge
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.finding_id}:refund"
 
 
 class ApprovalRefused(Exception):
@@ -87,12 +121,21 @@ def describe(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
 
 
-def parse_approval(body: str) -> ApprovalMessage:
+def parse_approval(body: str) -> ApprovalMessage | RefundApprovalMessage:
     """Validate an SQS message body. Raises ApprovalRefused naming every problem.
 
     `approved_by` is a label; who sent the message is checked on its SenderId (approvers.py).
     """
+    model = RefundApprovalMessage if _action_of(body) == REFUND_PAYPAL_CHARGES else ApprovalMessage
     try:
-        return parse(event=body, model=ApprovalMessage)  # type: ignore[call-overload]  # Powertools Parser: str too
+        return parse(event=body, model=model)  # type: ignore[call-overload]  # Powertools Parser: str too
     except ValidationError as exc:
         raise ApprovalRefused(f"malformed approval: {describe(exc)}") from None
+
+
+def _action_of(body: str):
+    try:
+        parsed = json.loads(body)
+    except (ValueError, TypeError):
+        return None
+    return parsed.get("action") if isinstance(parsed, dict) else None

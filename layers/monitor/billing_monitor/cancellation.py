@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from billing_monitor.approvals import ApprovalMessage, stored_body
+from billing_monitor.approvals import ApprovalMessage, RefundApprovalMessage, stored_body
 from billing_monitor.approvers import Principal, verified_sender
 from billing_monitor.paypal import PayPalClient, PayPalError, PayPalTransient
 from billing_monitor.report import build_report, customer_label
@@ -20,6 +20,17 @@ from billing_monitor.scan import run_scan
 from billing_monitor.settings import CancelSettings
 from billing_monitor.store import ActionRecord, load_finding, open_store, record_action
 from billing_monitor.store.actions import ALREADY_CANCELED, CANCELED, REFUSED
+from billing_monitor.store.refunds import (
+    ALREADY_REFUNDED,
+    DONE,
+    FAILED,
+    PENDING,
+    REFUNDED,
+    RefundRow,
+    claim_refund,
+    complete_refund,
+    refunds_of,
+)
 
 log = logging.getLogger(__name__)
 #: the checks every live PayPal row is in exactly one of (detection-rules.md, checks 1-3)
@@ -37,6 +48,13 @@ class Delivery:
     message_id: str
     body: str
     sender_id: str | None
+
+
+class RefundNotRecorded(Exception):
+    """PayPal refunded, and recording it failed: the retry sends the same PayPal-Request-Id, gets PayPal's first
+    refund back, and records it."""
+
+    paypal_changed = "yes: PayPal refunded (the retry gets the same refund back)"
 
 
 class CancellationNotRecorded(Exception):
@@ -188,6 +206,110 @@ class CancellationService:
         return (f":white_check_mark: {outcome.replace('_', ' ').capitalize()}: {who}, PayPal"
                 f" {approval.paypal_subscription_id}{money}. Approved by {approval.approved_by}"
                 f" (sent by {sender.arn}){' (forced)' if approval.force else ''}. {detail}")
+
+    # ------------------------------------------------------------------ refunds
+
+    def fresh_reconciliation(self):
+        """finding_id -> (report finding, Finding) of a fresh scan with PayPal's side (made once per batch)."""
+        if getattr(self, "_fresh_paypal", None) is None:
+            from billing_monitor.reconcile import PayPalOptions
+
+            s = self.settings
+            options = PayPalOptions(s.paypal_base_url, s.paypal_client_id.get_secret_value(),
+                                    s.paypal_client_secret.get_secret_value(), backoff_s=s.http_backoff_s)
+            result = run_scan(s.dsn_value, s.tolerance, paypal=options, store_dsn=s.store_dsn_value,
+                              paypal_client=self.paypal)
+            report = build_report(result)
+            objects = {f.finding_id: f for f in result.findings}
+            self._fresh_paypal = {f["finding_id"]: (f, objects.get(f["finding_id"])) for f in report["findings"]}
+        return self._fresh_paypal
+
+    def handle_refund(self, approval: RefundApprovalMessage, delivery: Delivery, sender: Principal) -> dict:
+        """Refund the approval's charges in full, each once: a capture already claimed by this finding is
+        (re)sent with its own PayPal-Request-Id; a new one must be owed by the finding in a fresh reconciliation,
+        else the whole message is refused."""
+        fid, ids = approval.finding_id, approval.transactions
+        key = approval.idempotency_key
+        with self._store() as conn:
+            rows = refunds_of(conn, ids)
+        theirs = [t for t, r in rows.items() if r.finding_id != fid]
+        if theirs:
+            return self.refuse(delivery, approval, f"transaction {theirs[0]} was refunded for another finding"
+                               f" ({rows[theirs[0]].finding_id})", sender)
+        new = [t for t in ids if t not in rows]
+        finding = None
+        if new or not rows:
+            fresh = self.fresh_reconciliation().get(fid)
+            finding, found = fresh if fresh else (None, None)
+            refund = (finding or {}).get("refund") or {}
+            owed = {c.transaction_id: c for c in (found.owed_charges or ())} if found else {}
+            if approval.paypal_subscription_id and refund and \
+                    refund.get("paypal_subscription_id") != approval.paypal_subscription_id:
+                return self.refuse(delivery, approval, f"finding {fid} is about PayPal"
+                                   f" {refund.get('paypal_subscription_id')}, not {approval.paypal_subscription_id}",
+                                   sender)
+            for t in new:
+                if t not in (refund.get("transactions") or ()):
+                    why = ("a fresh reconciliation does not report the finding" if finding is None else
+                           f"a fresh reconciliation does not list it as owed by finding {fid}")
+                    return self.refuse(delivery, approval, f"transaction {t} is not owed any more ({why});"
+                                       " nothing in this approval was refunded", sender)
+            with self._store() as conn:
+                for t in new:
+                    c = owed.get(t)
+                    rows[t] = claim_refund(conn, fid, t, paypal_subscription_id=refund.get("paypal_subscription_id"),
+                                           amount=c and c.amount, currency=c and c.currency,
+                                           approved_by=approval.approved_by, sender_arn=sender.arn,
+                                           message_id=delivery.message_id)
+        done: list[RefundRow] = []
+        for t in ids:
+            row = rows[t]
+            if row.state != PENDING:
+                continue
+            self.paypal_progress[key] = f"unknown: the refund of {t} may have been sent"
+            try:
+                result = self.paypal.refund_capture(t, row.request_id)
+            except PayPalTransient:
+                raise                                # SQS tries again: the same PayPal-Request-Id
+            except PayPalError as exc:                # permanent for this capture: recorded, not retried
+                state, refund_id, status, amount, currency, detail = FAILED, None, None, None, None, str(exc)
+            else:
+                state = REFUNDED if result.outcome == "refunded" else ALREADY_REFUNDED
+                refund_id, status, amount, currency, detail = (result.refund_id, result.status, result.amount,
+                                                               result.currency, result.detail)
+            try:
+                with self._store() as conn:
+                    complete_refund(conn, t, state=state, paypal_refund_id=refund_id, paypal_status=status,
+                                    amount=amount, currency=currency, detail=detail)
+                    rows[t] = refunds_of(conn, [t])[t]
+            except Exception as exc:
+                raise RefundNotRecorded(f"PayPal answered the refund of {t} ({detail}), but recording it failed:"
+                                        f" {first_line(exc)}") from exc
+            done.append(rows[t])
+        self.paypal_progress[key] = "yes: refunds recorded"
+        if done:
+            self._tell(self.refund_line(approval, finding, done, sender))
+        states = {rows[t].state for t in ids}
+        outcome = REFUNDED if states <= {REFUNDED, ALREADY_REFUNDED} else FAILED
+        return {"outcome": outcome, "key": key, "detail": "; ".join(f"{t}: {rows[t].state}" for t in ids),
+                "refunds": {t: rows[t].paypal_refund_id for t in ids}, "handled_now": [r.transaction_id for r in done]}
+
+    def refund_line(self, approval: RefundApprovalMessage, finding: dict | None, done: list[RefundRow],
+                    sender: Principal) -> str:
+        who = customer_label(finding.get("contact")) if finding else "(customer unknown)"
+        parts = []
+        for r in done:
+            if r.state == REFUNDED:
+                parts.append(f"{r.transaction_id} {r.amount} {r.currency} refunded (PayPal refund {r.paypal_refund_id},"
+                             f" {r.paypal_status})")
+            elif r.state == ALREADY_REFUNDED:
+                parts.append(f"{r.transaction_id} already refunded at PayPal")
+            else:
+                parts.append(f"{r.transaction_id} NOT refunded: {r.detail}")
+        icon = ":white_check_mark:" if all(r.state in DONE[:2] for r in done) else ":warning:"
+        forced = " (force ignored: refunds are always re-checked)" if approval.force else ""
+        return (f"{icon} Refund: {who}, finding {approval.finding_id}: {'; '.join(parts)}. Approved by"
+                f" {approval.approved_by} (sent by {sender.arn}){forced}.")
 
     def _tell(self, text: str) -> None:
         if self.notify is None:

@@ -17,6 +17,7 @@ so a cancel that went through is never sent twice. Credentials and tokens are ne
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -70,6 +71,17 @@ class CancelResult:
     detail: str
     status_note: str | None = None       # PayPal's status_change_note (the reason given when it was canceled)
     status_changed_at: str | None = None  # PayPal's status_update_time
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    outcome: str                 # "refunded" (this request, or PayPal's first answer to its PayPal-Request-Id)
+                                 # or "already_refunded" (422 CAPTURE_FULLY_REFUNDED)
+    refund_id: str | None
+    status: str | None           # PayPal's refund status: COMPLETED, PENDING, ...
+    amount: str | None
+    currency: str | None
+    detail: str
 
 
 @dataclass
@@ -245,6 +257,53 @@ class PayPalClient:
                                     now.get("status_change_note"), now.get("status_update_time"))
         raise PayPalTransient(f"PayPal did not confirm the cancellation of {subscription_id}"
                               f" after {self.cancel_attempts} attempts")
+
+    def refund_capture(self, capture_id: str, request_id: str) -> RefundResult:
+        """Refund a captured payment in full (`POST /v2/payments/captures/{id}/refund`, an empty body).
+
+        `request_id` is sent as PayPal-Request-Id: PayPal answers a repeated request with its first answer, so
+        every retry here (429, 5xx, no answer) and every later retry with the same id refunds at most once.
+        """
+        if not re.fullmatch(r"[A-Z0-9]{1,36}", capture_id or ""):
+            raise PayPalError(f"not a PayPal transaction id: {capture_id!r}")
+        url = f"{self.base_url}/v2/payments/captures/{capture_id}/refund"
+        unknown = "no attempt"
+        for attempt in range(self.cancel_attempts):
+            if attempt:
+                self.sleep(self.backoff_s * 2 ** (attempt - 1))
+            headers = {**self._headers(), "PayPal-Request-Id": request_id, "Prefer": "return=representation"}
+            try:
+                answer = self._plain.post(url, json={}, headers=headers, timeout=self.timeout)
+            except requests.RequestException as exc:
+                unknown = f"no answer ({type(exc).__name__})"
+                continue
+            self._count(answer)
+            if answer.status_code in (200, 201):
+                body = answer.json()
+                amount = body.get("amount") or {}
+                return RefundResult("refunded", body.get("id"), body.get("status"), amount.get("value"),
+                                    amount.get("currency_code"),
+                                    f"PayPal refund {body.get('id')} {body.get('status')} ({answer.status_code})")
+            if answer.status_code == 422 and "CAPTURE_FULLY_REFUNDED" in _issue(answer):
+                return RefundResult("already_refunded", None, None, None, None,
+                                    "PayPal answered CAPTURE_FULLY_REFUNDED: already refunded")
+            if answer.status_code == 401:
+                self._forget_token()
+                continue
+            if answer.status_code == 404:
+                raise PayPalNotFound(f"PayPal has no capture {capture_id}")
+            if answer.status_code == 403:
+                raise PayPalCredentialsRejected(f"PayPal denied refunding {capture_id} (403): the REST app lacks"
+                                                " the payments permission")
+            if answer.status_code in (409, 429):      # in progress / rate limited: the same request id again
+                self.sleep(min(_retry_after(answer, self.backoff_s), 30))
+                unknown = f"PayPal answered {answer.status_code}"
+                continue
+            if answer.status_code < 500:
+                raise PayPalError(f"PayPal refused to refund {capture_id} ({answer.status_code}): {_issue(answer)}")
+            unknown = f"PayPal answered {answer.status_code}"
+        raise PayPalTransient(f"PayPal did not confirm the refund of {capture_id} after {self.cancel_attempts}"
+                              f" attempts ({unknown}); the same PayPal-Request-Id is sent on the next try")
 
 
 def api_time(value: datetime, *, up: bool = False) -> str:

@@ -7,6 +7,8 @@ answers the calls the monitor makes, as PayPal does:
   GET  /v1/billing/subscriptions/{id}            status, billing_info.next_billing_time, status_change_note
   POST /v1/billing/subscriptions/{id}/cancel     204; 422 SUBSCRIPTION_STATUS_INVALID when not active
   GET  /v1/billing/subscriptions/{id}/transactions?start_time&end_time
+  POST /v2/payments/captures/{id}/refund         a full refund: 201; the same PayPal-Request-Id answers its first
+                                                 answer again (no second refund); 422 CAPTURE_FULLY_REFUNDED
   GET  /v1/reporting/transactions                Transaction Search: windows of at most 31 days (else 400, as
                                                  PayPal answers), pages of at most 500, dates written +0000
 
@@ -18,7 +20,8 @@ standard library is needed.
 
 Faults can be queued per operation (`faults["get"|"cancel"|"token"|"transactions"|"search"]`) or per
 subscription id (`id_faults[id]`): 429 (with `retry_after`), 500, "timeout" (nothing done, no answer in time),
-"500-after-cancel" and "timeout-after-cancel" (the cancel is done, the answer is lost), "204-but-still-active".
+"500-after-cancel" and "timeout-after-cancel" (the cancel is done, the answer is lost), "204-but-still-active",
+"500-after-refund" (the refund is done, the answer is lost; `faults["refund"]` or `id_faults[capture id]`).
 Every request is logged in `log` as (method, path) in arrival order.
 """
 
@@ -49,6 +52,7 @@ SEARCH_MAX_DAYS = 31
 SEARCH_MAX_PAGE = 500
 SUBSCRIPTIONS_SPEC = "billing_subscriptions_v1.json"
 REPORTING_SPEC = "reporting_transactions_v1.json"
+PAYMENTS_SPEC = "payments_payment_v2.json"
 SPEC_HOST = "https://api-m.sandbox.paypal.com"
 REPORTING_HOST = "https://api-m.paypal.com"
 REPORTING_SPEC_PREFIX = "/v1/reporting"     # the reporting file's server URL repeats /v1/reporting
@@ -209,7 +213,10 @@ class PayPalStandIn(LoopbackServer):
         self.calls: list[tuple[str, str, dict | None]] = []
         self.log: list[tuple[str, str]] = []          # (METHOD, path with query) of every request
         self.violations: list[str] = []
-        self.faults: dict[str, list] = {"get": [], "cancel": [], "token": [], "transactions": [], "search": []}
+        self.faults: dict[str, list] = {"get": [], "cancel": [], "token": [], "transactions": [], "search": [],
+                                        "refund": []}
+        self.refunds: list[dict] = []                 # every refund made, in order
+        self.refund_answers: dict[str, tuple[int, dict]] = {}   # PayPal-Request-Id -> its first answer
         self.id_faults: dict[str, list] = {}
         self.retry_after = "0"
         self.tokens: set[str] = set()
@@ -222,7 +229,7 @@ class PayPalStandIn(LoopbackServer):
         self._lock = threading.Lock()
         self.spec = _Spec(Path(spec_dir)) if spec_dir else None
         if self.spec:   # build the validators now, not inside the first request (a client's read timeout is short)
-            for name in (SUBSCRIPTIONS_SPEC, REPORTING_SPEC):
+            for name in (SUBSCRIPTIONS_SPEC, REPORTING_SPEC, PAYMENTS_SPEC):
                 with contextlib.suppress(Exception):
                     self.spec.validate(name, "request", self.spec.request("get", "/warm-up", "", {}, None, SPEC_HOST))
 
@@ -289,6 +296,9 @@ class PayPalStandIn(LoopbackServer):
         if parts.path == "/v1/reporting/transactions" and method == "get":
             return self.search(http, parts.query, body)
         segments = parts.path.strip("/").split("/")
+        if segments[:3] == ["v2", "payments", "captures"] and len(segments) == 5 and segments[4] == "refund" \
+                and method == "post":
+            return self.refund(http, segments[3], parts.path, parts.query, body)
         if segments[:3] != ["v1", "billing", "subscriptions"] or len(segments) not in (4, 5):
             return self.send(http, 404, {"name": "RESOURCE_NOT_FOUND", "message": "no such path"})
         if len(segments) == 5 and segments[4] == "cancel" and method == "post":
@@ -413,6 +423,58 @@ class PayPalStandIn(LoopbackServer):
         if fault == "timeout-after-cancel":          # done, but the answer never arrives in time
             time.sleep(self.slow_s)
         return self.send(http, 204, None, spec_request=spec_request)
+
+    # ------------------------------------------------------------------ refunds (Payments v2)
+
+    def capture(self, capture_id: str) -> Txn | None:
+        for txns in self.transactions.values():
+            for t in txns:
+                if t.id == capture_id:
+                    return t
+        return None
+
+    def refund_calls(self, capture_id: str | None = None) -> list:
+        return [c for c in self.calls if c[0] == "refund" and (capture_id is None or c[1] == capture_id)]
+
+    def refund(self, http, capture_id: str, path: str, query: str, body: bytes | None) -> None:
+        spec_request = self.spec_request("post", path, query, http, body, SPEC_HOST)
+        if not self.valid(spec_request, PAYMENTS_SPEC, http, "post", path):
+            return None
+        if not self.authorized(http):
+            return self.send(http, 401, {"error": "invalid_token"})
+        request_id = http.headers.get("PayPal-Request-Id")
+        self.calls.append(("refund", capture_id, {"request_id": request_id, "body": json.loads(body) if body else None}))
+        fault = self.take_fault("refund", capture_id)
+        if self.faulted(http, fault):
+            return None
+        with self._lock:
+            if request_id and request_id in self.refund_answers:     # PayPal: the first answer, nothing done again
+                status, answer = self.refund_answers[request_id]
+            else:
+                status, answer = self._refund_once(capture_id)
+                if request_id and status in (201, 422):
+                    self.refund_answers[request_id] = (status, answer)
+        if fault == "500-after-refund":               # done, but the answer says otherwise
+            return self.send(http, 500, {"name": "INTERNAL_SERVER_ERROR", "message": "injected"})
+        return self.send(http, status, answer, spec_request=spec_request, spec_name=PAYMENTS_SPEC)
+
+    def _refund_once(self, capture_id: str) -> tuple[int, dict]:
+        t = self.capture(capture_id)
+        if t is None:
+            return 404, {"name": "RESOURCE_NOT_FOUND", "message": "The specified resource does not exist.",
+                         "debug_id": "d404", "details": [{"issue": "INVALID_RESOURCE_ID", "description": NOT_FOUND_TEXT}]}
+        if t.status == "REFUNDED":
+            return 422, {"name": "UNPROCESSABLE_ENTITY", "message": UNPROCESSABLE_TEXT, "debug_id": "d422",
+                         "details": [{"issue": "CAPTURE_FULLY_REFUNDED",
+                                      "description": "The capture has already been fully refunded"}]}
+        t.status = "REFUNDED"
+        refund_id = hashlib.sha256(f"refund:{capture_id}:{len(self.refunds)}".encode()).hexdigest()[:17].upper()
+        answer = {"id": refund_id, "status": "COMPLETED",
+                  "amount": {"currency_code": t.currency, "value": f"{t.amount:.2f}"},
+                  "create_time": paypal_time(datetime.now(UTC)), "update_time": paypal_time(datetime.now(UTC)),
+                  "links": [{"href": f"{SPEC_HOST}/v2/payments/refunds/{refund_id}", "rel": "self", "method": "GET"}]}
+        self.refunds.append({"capture_id": capture_id, **answer})
+        return 201, answer
 
     # ------------------------------------------------------------------ Transaction Search
 
