@@ -93,6 +93,30 @@ def build_approval(finding: dict, approved_by: str, reason: str | None = None, f
     return message
 
 
+def build_refund_approval(finding: dict, approved_by: str, transactions: list[str] | None = None,
+                          reason: str | None = None) -> dict:
+    """The message `billing-monitor approve --refund` sends: the finding's owed PayPal charges (all of them by
+    default), as its `refund` block lists them."""
+    refund = finding.get("refund") or {}
+    owed = list(refund.get("transactions") or ())
+    if not owed:
+        raise ApprovalRefused(f"finding {finding['finding_id']} ({finding['check']}) owes no PayPal charge"
+                              " (no refund block: scan with --paypal)")
+    chosen = list(dict.fromkeys(transactions)) if transactions else owed
+    strangers = [t for t in chosen if t not in owed]
+    if strangers:
+        raise ApprovalRefused(f"transaction {strangers[0]} is not owed by finding {finding['finding_id']}"
+                              f" (owed: {', '.join(owed)})")
+    message = {"action": REFUND_PAYPAL_CHARGES, "finding_id": finding["finding_id"],
+               "paypal_subscription_id": refund.get("paypal_subscription_id"), "transactions": chosen,
+               "approved_by": approved_by, "reason": (reason or "Charged after canceling; refunded in full")[:128]}
+    try:
+        RefundApprovalMessage.model_validate(message)
+    except ValidationError as exc:
+        raise ApprovalRefused(f"invalid approval: {describe(exc)}") from None
+    return message
+
+
 def default_reason(finding: dict) -> str:
     """What the report says about the finding, in PayPal's 128 characters: nothing it does not say."""
     charges = finding.get("charges") or {}

@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     approve.add_argument("--reason", default=None, help="recorded, and sent to PayPal (1-128 characters)")
     approve.add_argument("--force", action="store_true",
                          help="cancel even if a fresh scan no longer reports the finding")
+    approve.add_argument("--refund", action="store_true",
+                         help="approve refunding the finding's owed PayPal charges in full instead of a cancellation"
+                              " (the finding as a --paypal scan reports it: a saved one, else a fresh one with PayPal)")
+    approve.add_argument("--transactions", default=None, metavar="ID,...",
+                         help="with --refund: only these PayPal transaction ids (default: every owed charge)")
+    _add_paypal_options(approve)
     approve.add_argument("--dry-run", action="store_true", help="print the message instead of sending it")
     approve.add_argument("--queue-url", default=None, help=f"approvals queue (default: ${QUEUE_ENV})")
     approve.add_argument("--dsn", default=None, help=_production_dsn_help("scanned when no saved scan has the finding"))
@@ -269,14 +275,16 @@ def _demo_with_paypal(args, tolerance):
                         stale_after_days=args.stale_after_days, paypal=options)
 
 
-def find_finding(args) -> dict:
-    """The finding as the last saved scan has it, else as a fresh scan reports it."""
+def find_finding(args, *, refund: bool = False) -> dict:
+    """The finding as the last saved scan has it, else as a fresh scan reports it (for a refund: a saved finding
+    with a refund block, else a fresh scan with PayPal's side)."""
     with read_store(_store_dsn(args)) as conn:
         if conn and has_table(conn, "findings"):
             saved = load_finding(conn, args.finding_id)
-            if saved and saved[1]:
+            if saved and saved[1] and (not refund or saved[0].get("refund")):
                 return saved[0]
-    report = build_report(run_scan(_dsn(args), DEFAULT_TOLERANCE))
+    options = paypal_options(args) if refund else None
+    report = build_report(run_scan(_dsn(args), DEFAULT_TOLERANCE, paypal=options))
     for finding in report["findings"]:
         if finding["finding_id"] == args.finding_id:
             return finding
@@ -285,9 +293,13 @@ def find_finding(args) -> dict:
 
 def cmd_approve(args) -> int:
     # Imported here: the approval model (pydantic) is not needed by a scan, which starts faster without it.
-    from billing_monitor.approvals import ApprovalRefused, build_approval
+    from billing_monitor.approvals import ApprovalRefused, build_approval, build_refund_approval
 
-    finding = find_finding(args)
+    if args.transactions and not args.refund:
+        raise MonitorError("--transactions needs --refund")
+    if args.refund and args.force:
+        raise MonitorError("--force does not apply to refunds: a refund is always re-checked")
+    finding = find_finding(args, refund=args.refund)
     charges = finding.get("charges")
     price = "" if finding.get("amount") is None else (
         f", {finding['amount']} {finding.get('currency') or ''}".rstrip()
@@ -302,9 +314,21 @@ def cmd_approve(args) -> int:
     print(f"{finding['check']} {finding['finding_id']}: {customer_label(finding.get('contact'))}"
           f"{f', PayPal {paypal_id}' if paypal_id else ''}{price}{charged}", file=sys.stderr)
     try:
-        message = build_approval(finding, args.by, args.reason, args.force)
+        if args.refund:
+            chosen = [t.strip() for t in (args.transactions or "").split(",") if t.strip()] or None
+            message = build_refund_approval(finding, args.by, chosen, args.reason)
+        else:
+            message = build_approval(finding, args.by, args.reason, args.force)
     except ApprovalRefused as exc:
         raise MonitorError(str(exc)) from None
+    if args.refund:
+        refund = finding["refund"]
+        everything = message["transactions"] == refund["transactions"]
+        print(f"Refund {len(message['transactions'])} PayPal charge(s) of {customer_label(finding.get('contact'))}"
+              f" (PayPal {refund['paypal_subscription_id']}): {', '.join(message['transactions'])};"
+              + (f" total {refund['total']} {finding.get('currency') or ''}".rstrip() if everything
+                 else f" of {len(refund['transactions'])} owed, {refund['total']} {finding.get('currency') or ''}".rstrip()),
+              file=sys.stderr)
     if args.dry_run:
         print(json.dumps(message, indent=2))
         return EXIT_OK
@@ -349,13 +373,23 @@ def check_approver_identity(sqs, sts, queue_url: str) -> None:
 
 
 def cmd_actions(args) -> int:
+    from billing_monitor.store.refunds import list_refunds
+
     with read_store(_store_dsn(args)) as conn:
         done = list_actions(conn, args.limit) if conn and has_table(conn, "actions") else []
-    if not done:
+        refunds = list_refunds(conn, args.limit) if conn and has_table(conn, "refunds") else []
+    if not done and not refunds:
         print("No approval handled yet.")
     for a in done:
         print(f"{a['handled_at']:%Y-%m-%d %H:%M} UTC  {a['outcome']:<16} {a['finding_id'] or '-':<16}"
               f"  {a['paypal_subscription_id'] or '-':<16}  by {a['approved_by'] or '-'}  {a['detail']}")
+    if refunds:
+        print("Refunds:")
+    for r in refunds:
+        money = f"{r['amount']} {r['currency']}" if r["amount"] else "-"
+        print(f"{r['handled_at']:%Y-%m-%d %H:%M} UTC  {r['state']:<16} {r['finding_id']:<16}"
+              f"  {r['paypal_subscription_id'] or '-':<16}  {r['transaction_id']}  {money}"
+              f"  PayPal refund {r['paypal_refund_id'] or '-'}  by {r['approved_by'] or '-'}")
     return EXIT_OK
 
 
