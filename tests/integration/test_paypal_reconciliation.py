@@ -162,7 +162,9 @@ def test_each_transaction_status(prod, paypal):
     assert (block["count"], block["total"], block["refunded"], block["owed"]) == (3, "66.00", "22.00", "22.00")
     assert block["partially_refunded"] == [partial]
     assert f["refund"] == {"type": "refund_paypal_charges", "paypal_subscription_id": "I-HANDMARKED1",
-                           "total": "22.00", "transactions": [completed]}
+                           "total": "22.00", "transactions": [completed],
+                           "charges": [{"transaction_id": completed, "time": "2025-02-16T00:00:00+00:00",
+                                        "amount": "22.00", "currency": "USD"}]}
     assert f["action"] is None
     assert f["severity"] == "warning"
     assert report["summary"]["owed"] == {"USD": {"customers": 1, "total": "22.00"}}

@@ -260,7 +260,7 @@ class CancellationService:
                     rows[t] = claim_refund(conn, fid, t, paypal_subscription_id=refund.get("paypal_subscription_id"),
                                            amount=c and c.amount, currency=c and c.currency,
                                            approved_by=approval.approved_by, sender_arn=sender.arn,
-                                           message_id=delivery.message_id)
+                                           message_id=delivery.message_id, charged_at=c and c.date)
         done: list[RefundRow] = []
         for t in ids:
             row = rows[t]

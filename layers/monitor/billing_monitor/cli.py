@@ -148,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     approve.add_argument("--queue-url", default=None, help=f"approvals queue (default: ${QUEUE_ENV})")
     approve.add_argument("--dsn", default=None, help=_production_dsn_help("scanned when no saved scan has the finding"))
     approve.add_argument("--store-dsn", default=None, help=STORE_DSN_HELP)
+    letter = command("letter", "print the e-mail to a customer charged after canceling: what was charged and refunded")
+    letter.add_argument("finding_id", help="the finding's 16-character id")
+    letter.add_argument("--template", default=None, metavar="PATH",
+                        help="a Jinja2 template (first line 'Subject: ...'); default: the built-in one")
+    letter.add_argument("--sender", default="The team", help="the signature (default: The team)")
+    letter.add_argument("--dsn", default=None, help=_production_dsn_help("scanned when no saved scan has the finding"))
+    letter.add_argument("--store-dsn", default=None, help=STORE_DSN_HELP)
+    _add_paypal_options(letter)
     actions = command("actions", "list what the cancel function canceled or refused, and when")
     actions.add_argument("--dsn", default=None, help=_production_dsn_help("used when no store DSN is given"))
     actions.add_argument("--store-dsn", default=None, help=STORE_DSN_HELP)
@@ -372,6 +380,32 @@ def check_approver_identity(sqs, sts, queue_url: str) -> None:
                            " ApproverPrincipals include yours")
 
 
+def cmd_letter(args) -> int:
+    from billing_monitor.letters import letter_context, render_letter
+    from billing_monitor.store.refunds import refunds_of_finding
+
+    saved, refunds = None, []
+    with read_store(_store_dsn(args)) as conn:
+        if conn and has_table(conn, "findings"):
+            saved = load_finding(conn, args.finding_id)
+        if conn and has_table(conn, "refunds"):
+            refunds = refunds_of_finding(conn, args.finding_id)
+    finding = saved[0] if saved and saved[1] and saved[0].get("refund") else None
+    if finding is None and os.environ.get("PAYPAL_CLIENT_ID"):
+        report = build_report(run_scan(_dsn(args), DEFAULT_TOLERANCE, paypal=paypal_options(args)))
+        finding = next((f for f in report["findings"] if f["finding_id"] == args.finding_id), None)
+    if finding is None and saved:
+        finding = saved[0]
+    if finding is None:
+        finding = next((f for f in build_report(run_scan(_dsn(args), DEFAULT_TOLERANCE))["findings"]
+                        if f["finding_id"] == args.finding_id), None)
+    if finding is None:
+        raise MonitorError(f"finding {args.finding_id} is not in the saved scans nor in a fresh scan")
+    subject, body = render_letter(letter_context(finding, refunds, args.sender), args.template)
+    print(f"Subject: {subject}\n\n{body}", end="")
+    return EXIT_OK
+
+
 def cmd_actions(args) -> int:
     from billing_monitor.store.refunds import list_refunds
 
@@ -408,7 +442,7 @@ def cmd_doctor(args) -> int:
 
 
 COMMANDS = {"scan": cmd_scan, "demo": cmd_demo, "history": cmd_history, "approve": cmd_approve,
-            "actions": cmd_actions, "doctor": cmd_doctor}
+            "actions": cmd_actions, "letter": cmd_letter, "doctor": cmd_doctor}
 
 
 def main(argv: list[str] | None = None) -> int:

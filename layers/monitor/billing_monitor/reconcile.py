@@ -406,7 +406,10 @@ def blocks_for(w: Watched, asked: Asked, imported: set[str] | None) -> IdBlocks:
     refund = None
     if owed:
         refund = {"type": REFUND_PAYPAL_CHARGES, "paypal_subscription_id": w.paypal_id,
-                  "total": money_str(sum((c.amount for c in owed), _ZERO)), "transactions": [c.id for c in owed]}
+                  "total": money_str(sum((c.amount for c in owed), _ZERO)), "transactions": [c.id for c in owed],
+                  # each owed charge as PayPal lists it (a key added for the customer's letter, issue 14)
+                  "charges": [{"transaction_id": c.id, "time": _iso(c.time), "amount": money_str(c.amount),
+                               "currency": c.currency} for c in owed]}
     return IdBlocks(block, refund, [Charge(c.id, c.time, c.amount, c.currency) for c in owed])
 
 

@@ -11,6 +11,7 @@ create table billing_monitor.refunds (
     paypal_status          text,                     -- PayPal's refund status (COMPLETED, PENDING, ...)
     amount                 numeric(12, 2),
     currency               text,
+    charged_at             timestamptz,              -- when PayPal took the charge (the report's refund.charges)
     approved_by            text,
     sender_arn             text,
     message_id             text,

@@ -38,14 +38,15 @@ def refunds_of(conn: psycopg.Connection, transaction_ids: list[str]) -> dict[str
 
 
 def claim_refund(conn: psycopg.Connection, finding_id: str, transaction_id: str, *, paypal_subscription_id,
-                 amount, currency, approved_by, sender_arn, message_id) -> RefundRow:
+                 amount, currency, approved_by, sender_arn, message_id, charged_at=None) -> RefundRow:
     """Insert the 'pending' row (or keep the one there): the capture is this finding's to refund."""
     conn.execute(
         f"insert into {SCHEMA}.refunds (transaction_id, finding_id, paypal_subscription_id, request_id, state, amount,"
-        " currency, approved_by, sender_arn, message_id) values (%s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s)"
+        " currency, approved_by, sender_arn, message_id, charged_at)"
+        " values (%s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s, %s)"
         " on conflict (transaction_id) do nothing",
         (transaction_id, finding_id, paypal_subscription_id, refund_request_id(finding_id, transaction_id), amount,
-         currency, approved_by, sender_arn, message_id))
+         currency, approved_by, sender_arn, message_id, charged_at))
     return refunds_of(conn, [transaction_id])[transaction_id]
 
 
@@ -62,6 +63,14 @@ def complete_refund(conn: psycopg.Connection, transaction_id: str, *, state: str
 def list_refunds(conn: psycopg.Connection, limit: int = 50) -> list[dict]:
     cur = conn.execute(
         f"select coalesce(recorded_at, requested_at) as handled_at, state, finding_id, paypal_subscription_id,"
-        f" transaction_id, amount::text, currency, paypal_refund_id, paypal_status, approved_by, detail"
+        f" transaction_id, amount::text as amount, currency, paypal_refund_id, paypal_status, approved_by, detail,"
+        f" charged_at"
         f" from {SCHEMA}.refunds order by coalesce(recorded_at, requested_at) desc, transaction_id limit %s", (limit,))
+    return [dict(zip([d.name for d in cur.description], r, strict=False)) for r in cur.fetchall()]
+
+
+def refunds_of_finding(conn: psycopg.Connection, finding_id: str) -> list[dict]:
+    cur = conn.execute(
+        f"select transaction_id, state, amount::text as amount, currency, charged_at, paypal_refund_id, paypal_status"
+        f" from {SCHEMA}.refunds where finding_id = %s order by charged_at nulls last, transaction_id", (finding_id,))
     return [dict(zip([d.name for d in cur.description], r, strict=False)) for r in cur.fetchall()]
