@@ -126,6 +126,17 @@ def _announce_failure(webhook: str | None, failure: MonitoringFailed, session, r
         record_metric("SlackFailures", MetricUnit.Count, 1)
 
 
+def attach_refunds(conn, report: dict) -> None:
+    """Each finding's recorded refunds (`refunds`: transaction id, state, amount, currency, PayPal's refund id), a
+    key added for the refund state Slack and SNS show (issue 14). Read after the scan is saved; not stored with it."""
+    from billing_monitor.store.refunds import refunds_by_finding
+
+    recorded = refunds_by_finding(conn)
+    for f in report["findings"]:
+        if f["finding_id"] in recorded:
+            f["refunds"] = recorded[f["finding_id"]]
+
+
 def run_monitoring(settings: ScanSettings, *, schedule: str = MANUAL, publish: Callable[[SnsMessage], None] | None,
                    record_metric: RecordMetric = lambda *a: None, slack_session=None,
                    remaining_s: Callable[[], float] | None = None) -> MonitoringOutcome:
@@ -147,6 +158,7 @@ def run_monitoring(settings: ScanSettings, *, schedule: str = MANUAL, publish: C
         stage = "saving the scan"
         with open_store(settings.store_dsn_value) as conn:      # one transaction: all or nothing
             diff = save_scan(conn, report, result.settled)
+            attach_refunds(conn, report)
         steps.saved = True
         outcome = MonitoringOutcome(report, diff, schedule, steps)
         if publish is not None:

@@ -12,10 +12,12 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 import requests
 
 from billing_monitor.http import DEFAULT_TIMEOUT, retrying_session
+from billing_monitor.money import money_str
 from billing_monitor.report import charges_money, customer_label, display_money, money_line, paypal_view
 from billing_monitor.rules.registry import (
     AT_RISK_CHECKS,
@@ -51,6 +53,7 @@ SLACK_TEXT_BUDGET = 12_000
 LABEL_MAX = 300                     # a customer's name and e-mail, as shown (data can be anything)
 MORE_COMMAND = "`billing-monitor scan`"
 APPROVE = "billing-monitor approve {finding_id} --by YOU@EXAMPLE.COM"
+APPROVE_REFUND = "billing-monitor approve {finding_id} --refund --by YOU@EXAMPLE.COM"
 
 
 class SlackError(Exception):
@@ -200,8 +203,47 @@ def _what_to_do(f: dict) -> str | None:
     if f.get("action"):
         return None                         # the approval command says it
     if f.get("refund"):
-        return "refund the charges listed under `refund` in PayPal (`billing-monitor scan --paypal --format json`)"
+        return None                         # the refund state line says it
     return "nothing to cancel from here (no PayPal subscription): look these charges up where they were made"
+
+
+def refund_state(f: dict) -> str | None:
+    """The customer's refund state: owed (not approved yet), refund approved (in progress), refunded (with PayPal's
+    refund ids). From the finding's `refund` block and `refunds` (what the approvals function recorded)."""
+    rows = {r["transaction_id"]: r for r in f.get("refunds") or ()}
+    refund = f.get("refund") or {}
+    charges = {c["transaction_id"]: c for c in refund.get("charges") or ()}
+    parts = []
+    owed = [t for t in refund.get("transactions") or () if t not in rows]
+    if owed:
+        amounts = [charges[t] for t in owed if t in charges]
+        total = (display_money(money_str(sum((Decimal(c["amount"]) for c in amounts), Decimal("0"))))
+                 + f" {amounts[0]['currency']}") if len(amounts) == len(owed) and amounts else refund.get("total")
+        parts.append(f"owed {total} ({len(owed)} charge{'s' if len(owed) != 1 else ''}, refund not approved yet)")
+    approved = [r for r in rows.values() if r["state"] == "pending"]
+    if approved:
+        parts.append(f"refund approved ({len(approved)} charge{'s' if len(approved) != 1 else ''}, in progress)")
+    done = [r for r in rows.values() if r["state"] in ("refunded", "already_refunded")]
+    if done:
+        ids = ", ".join(r["paypal_refund_id"] or f"{r['transaction_id']} refunded in PayPal" for r in done)
+        total = sum((Decimal(r["amount"]) for r in done if r.get("amount")), Decimal("0"))
+        parts.append(f"refunded {display_money(money_str(total))} {done[0].get('currency') or ''}".rstrip()
+                     + f" (PayPal refund {ids})")
+    failed = [r for r in rows.values() if r["state"] == "failed"]
+    if failed:
+        parts.append(f"refund failed for {', '.join(r['transaction_id'] for r in failed)}")
+    return "Refund: " + "; ".join(parts) if parts else None
+
+
+def _refund_lines(f: dict, code) -> str:
+    state = refund_state(f)
+    if not state:
+        return ""
+    line = f"\n{state}"
+    if any(t not in {r['transaction_id'] for r in f.get("refunds") or ()} for t in (f.get("refund") or {}).get(
+            "transactions") or ()):
+        line += f"\nApprove the refund: {code(APPROVE_REFUND.format(finding_id=f['finding_id']))}"
+    return line
 
 
 def customer_line_slack(f: dict) -> str:
@@ -211,9 +253,9 @@ def customer_line_slack(f: dict) -> str:
     line = f"*{who}* · PayPal `{paypal}` · {_what_happened(f, lambda s: f'*{s}*')}"
     if f.get("action"):
         line += f"\nApprove: `{APPROVE.format(finding_id=f['finding_id'])}`"
-    else:
+    elif _what_to_do(f):
         line += f"\n{_what_to_do(f)}"
-    return line
+    return line + _refund_lines(f, lambda s: f"`{s}`")
 
 
 def customer_line_text(f: dict) -> str:
@@ -222,9 +264,9 @@ def customer_line_text(f: dict) -> str:
     line = f"- {who}, PayPal {f.get('paypal_subscription_id') or '-'}: {_what_happened(f, lambda s: s)}"
     if f.get("action"):
         line += f"\n  To stop it, approve the cancellation: {APPROVE.format(finding_id=f['finding_id'])}"
-    else:
+    elif _what_to_do(f):
         line += f"\n  {_what_to_do(f)}"
-    return line
+    return line + _refund_lines(f, lambda s: s).replace("\n", "\n  ")
 
 
 # ---------------------------------------------------------------- Slack

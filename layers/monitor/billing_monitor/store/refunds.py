@@ -74,3 +74,16 @@ def refunds_of_finding(conn: psycopg.Connection, finding_id: str) -> list[dict]:
         f"select transaction_id, state, amount::text as amount, currency, charged_at, paypal_refund_id, paypal_status"
         f" from {SCHEMA}.refunds where finding_id = %s order by charged_at nulls last, transaction_id", (finding_id,))
     return [dict(zip([d.name for d in cur.description], r, strict=False)) for r in cur.fetchall()]
+
+
+def refunds_by_finding(conn: psycopg.Connection) -> dict[str, list[dict]]:
+    """finding_id -> its refunds, JSON-ready (times as ISO text): one query."""
+    cur = conn.execute(
+        f"select finding_id, transaction_id, state, amount::text as amount, currency, charged_at, paypal_refund_id,"
+        f" paypal_status from {SCHEMA}.refunds order by finding_id, charged_at nulls last, transaction_id")
+    out: dict[str, list[dict]] = {}
+    for row in cur.fetchall():
+        item = dict(zip([d.name for d in cur.description][1:], row[1:], strict=False))
+        item["charged_at"] = item["charged_at"] and item["charged_at"].isoformat()
+        out.setdefault(row[0], []).append(item)
+    return out
