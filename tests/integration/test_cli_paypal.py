@@ -124,3 +124,27 @@ def test_demo_paypal_shows_the_worked_example_offline_and_leaves_nothing():
         assert found.stdout.split() == []
     finally:
         shutil.rmtree(private_tmp, ignore_errors=True)
+
+
+def test_demo_paypal_walkthrough_cancels_the_four_refunds_everything_and_leaves_nothing_owed():
+    """The worked example carried through (issue 14): approve the four cancellations, scan, approve every refund
+    owed (the approvals function's own code, against the stand-in), scan again: 0 owed."""
+    exe = Path(sys.executable).with_name("billing-monitor")
+    private_tmp = Path(tempfile.mkdtemp(prefix="bm-demo-"))
+    try:
+        done = subprocess.run([str(exe), "demo", "--paypal", "--walkthrough", "--format", "json"], capture_output=True,
+                              text=True, timeout=300,
+                              env={**os.environ, "TMPDIR": str(private_tmp), "NO_PROXY": "127.0.0.1"})
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["summary"]["owed"] == {}
+        assert report["summary"]["by_check"]["paypal_still_active"] == 0
+        assert report["summary"]["by_check"]["refund_owed"] == 0
+        assert report["paypal"]["errors"] == []
+        assert done.stderr.count(":white_check_mark: Canceled:") == 4
+        assert done.stderr.count(":white_check_mark: Refund:") == 4
+        assert "Refused" not in done.stderr
+        assert done.stderr.count(" refunded (PayPal refund ") == 45
+        assert list(private_tmp.glob("billing-monitor-pg-*")) == []
+    finally:
+        shutil.rmtree(private_tmp, ignore_errors=True)

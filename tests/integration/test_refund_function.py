@@ -194,7 +194,7 @@ def test_force_is_ignored_for_refunds(approvals, paypal, owed, force):
 
 
 def test_a_malformed_refund_approval_is_refused(approvals, paypal, owed):
-    assert ok(approvals.invoke(sqs_event(refund_approval(["not-an-id"]))))
+    assert ok(approvals.invoke(sqs_event(refund_approval(["../v1/x y"]))))
     assert ok(approvals.invoke(sqs_event(refund_approval([]))))
     assert paypal.refund_calls() == []
     assert [a["outcome"] for a in approvals.actions()] == ["refused", "refused"]

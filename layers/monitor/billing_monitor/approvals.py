@@ -12,7 +12,7 @@ from pydantic import AliasChoices, ConfigDict, field_validator
 from billing_monitor.rules.registry import CANCEL_PAYPAL_SUBSCRIPTION, PAYPAL_ID_PATTERN, REFUND_PAYPAL_CHARGES
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-TRANSACTION_ID = re.compile(r"^[A-Z0-9]{1,36}$")
+TRANSACTION_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")   # safe in a URL path; PayPal's are 17 upper-case alphanumerics
 STORED_BODY_LIMIT = 4096     # characters of a message body kept in the audit table
 
 

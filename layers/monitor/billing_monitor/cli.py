@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--paypal", action="store_true",
                       help="a month after the first clean-up, reconciled with the project's PayPal stand-in on 127.0.0.1"
                            " (offline): the four rows marked canceled by hand, still ACTIVE and charging in PayPal")
+    demo.add_argument("--walkthrough", action="store_true",
+                      help="with --paypal: then approve, offline, the four cancellations and every refund owed through"
+                           " the approvals function's own code, and report the scan after (nothing owed)")
     _add_output_options(demo)
     return parser
 
@@ -259,6 +262,8 @@ def cmd_demo(args) -> int:
     tolerance = parse_tolerance(args.tolerance)
     if args.format == "table":
         print("Starting an embedded PostgreSQL and loading the synthetic first clean-up...", file=sys.stderr)
+    if args.walkthrough and not args.paypal:
+        raise MonitorError("--walkthrough needs --paypal")
     if args.paypal:
         return emit_report(build_report(_demo_with_paypal(args, tolerance)), args.format, args.fail_on)
     with embedded_postgres() as dsn:
@@ -279,8 +284,18 @@ def _demo_with_paypal(args, tolerance):
         data = load_demo_data(dsn, build_worked_example(month_after_cleanup=True))
         paypal_world(data, standin)
         options = PayPalOptions(standin.url, CLIENT_ID, CLIENT_SECRET, environment="custom", backoff_s=0.05)
-        return run_scan(dsn, tolerance, statement_timeout_s=args.statement_timeout,
-                        stale_after_days=args.stale_after_days, paypal=options)
+        result = run_scan(dsn, tolerance, statement_timeout_s=args.statement_timeout,
+                          stale_after_days=args.stale_after_days, paypal=options)
+        if getattr(args, "walkthrough", False):
+            from billing_monitor.demo import walkthrough
+
+            def rescan():
+                return run_scan(dsn, tolerance, statement_timeout_s=args.statement_timeout,
+                                stale_after_days=args.stale_after_days, paypal=options)
+
+            walkthrough(dsn, standin, build_report(result), result.settled, tolerance, rescan)
+            result = rescan()
+        return result
 
 
 def find_finding(args, *, refund: bool = False) -> dict:

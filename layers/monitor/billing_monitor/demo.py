@@ -9,6 +9,7 @@ stopped in time. Every status spelling and null pattern of the imports is in the
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import tempfile
@@ -263,3 +264,58 @@ def embedded_postgres() -> Iterator[str]:
     finally:
         server.cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+DEMO_APPROVER_ARN = "arn:aws:iam::123456789012:user/owner"
+
+
+def walkthrough(dsn: str, standin, report: dict, settled, tolerance, rescan, say=None) -> list[dict]:
+    """The worked example carried through offline (issue 14): the scan saved, then the owner's approvals handled by
+    the approvals function's own code (CancellationService) against the stand-in: every cancellation a finding
+    suggests; then a new scan (a canceled subscription's finding is now refund_owed, a finding of its own), saved,
+    and every refund it says is owed. `rescan()` is a --paypal scan (a ScanResult). Returns what each approval did."""
+    import sys
+
+    from billing_monitor.approvals import ApprovalMessage, RefundApprovalMessage, build_approval, build_refund_approval
+    from billing_monitor.approvers import Principal
+    from billing_monitor.cancellation import CancellationService, Delivery, paypal_client_for
+    from billing_monitor.paypal_standin import CLIENT_ID, CLIENT_SECRET
+    from billing_monitor.report import build_report
+    from billing_monitor.settings import CancelSettings
+    from billing_monitor.store import open_store, save_scan
+
+    say = say or (lambda text: sys.stderr.write(text + "\n"))
+    with open_store(dsn) as conn:
+        save_scan(conn, report, settled)
+    settings = CancelSettings.model_validate({
+        "BILLING_MONITOR_DSN": dsn, "PAYPAL_BASE_URL": standin.url, "PAYPAL_CLIENT_ID": CLIENT_ID,
+        "PAYPAL_CLIENT_SECRET": CLIENT_SECRET, "IDEMPOTENCY_TABLE": "demo", "BILLING_MONITOR_HTTP_BACKOFF": 0.05,
+        "BILLING_MONITOR_TOLERANCE": str(tolerance), "BILLING_MONITOR_APPROVER_ARNS": DEMO_APPROVER_ARN})
+    owner = Principal(DEMO_APPROVER_ARN, "user", "AIDADEMOOWNER0000001")
+    done = []
+
+    def service():
+        return CancellationService(settings, paypal_client_for(settings), [owner], notify=say)
+
+    cancels = service()
+    for f in report["findings"]:
+        if f.get("action"):
+            message = build_approval(f, "owner@example.com")
+            body = json.dumps(message)
+            say(f"$ billing-monitor approve {f['finding_id']} --by owner@example.com")
+            done.append(cancels.handle(ApprovalMessage.model_validate(message),
+                                       Delivery(f"demo-{f['finding_id']}", body, owner.unique_id), owner))
+    say("$ billing-monitor scan --paypal --save")
+    result = rescan()
+    report = build_report(result)
+    with open_store(dsn) as conn:
+        save_scan(conn, report, result.settled)
+    refunds = service()
+    for f in report["findings"]:
+        if f.get("refund"):
+            message = build_refund_approval(f, "owner@example.com")
+            body = json.dumps(message)
+            say(f"$ billing-monitor approve {f['finding_id']} --refund --by owner@example.com")
+            done.append(refunds.handle_refund(RefundApprovalMessage.model_validate(message),
+                                              Delivery(f"demo-refund-{f['finding_id']}", body, owner.unique_id), owner))
+    return done

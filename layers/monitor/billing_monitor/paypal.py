@@ -264,7 +264,7 @@ class PayPalClient:
         `request_id` is sent as PayPal-Request-Id: PayPal answers a repeated request with its first answer, so
         every retry here (429, 5xx, no answer) and every later retry with the same id refunds at most once.
         """
-        if not re.fullmatch(r"[A-Z0-9]{1,36}", capture_id or ""):
+        if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", capture_id or ""):
             raise PayPalError(f"not a PayPal transaction id: {capture_id!r}")
         url = f"{self.base_url}/v2/payments/captures/{capture_id}/refund"
         unknown = "no attempt"
