@@ -84,6 +84,8 @@ def test_the_specs_key_transactions_is_accepted(approvals, paypal, owed):
     assert ok(approvals.invoke(sqs_event(refund_approval(owed, key="transactions",
                                                          paypal_subscription_id=OSKAR_PAYPAL))))
     assert_refunded_once(approvals, paypal, owed)
+    asked = {p.split("?")[0].split("/")[4] for m, p in paypal.log if p.startswith("/v1/billing/subscriptions/")}
+    assert asked == {OSKAR_PAYPAL}                 # the re-check asks PayPal about this customer alone
 
 
 def test_the_same_approval_redelivered_refunds_once(approvals, paypal, owed):

@@ -209,20 +209,32 @@ class CancellationService:
 
     # ------------------------------------------------------------------ refunds
 
-    def fresh_reconciliation(self):
-        """finding_id -> (report finding, Finding) of a fresh scan with PayPal's side (made once per batch)."""
-        if getattr(self, "_fresh_paypal", None) is None:
+    def fresh_reconciliation(self, paypal_id: str | None = None):
+        """finding_id -> (report finding, Finding) of a fresh scan with PayPal's side: about `paypal_id` alone when
+        it is known (one customer's calls, within the function's time; Transaction Search over one day only, as
+        no refund depends on it), else the whole reconciliation. Made once per batch and PayPal id."""
+        cache = self.__dict__.setdefault("_fresh_paypal", {})
+        if paypal_id not in cache:
             from billing_monitor.reconcile import PayPalOptions
 
             s = self.settings
             options = PayPalOptions(s.paypal_base_url, s.paypal_client_id.get_secret_value(),
-                                    s.paypal_client_secret.get_secret_value(), backoff_s=s.http_backoff_s)
+                                    s.paypal_client_secret.get_secret_value(), backoff_s=s.http_backoff_s,
+                                    **({"search_days": 1} if paypal_id else {}))
             result = run_scan(s.dsn_value, s.tolerance, paypal=options, store_dsn=s.store_dsn_value,
-                              paypal_client=self.paypal)
+                              paypal_client=self.paypal, paypal_only={paypal_id} if paypal_id else None)
             report = build_report(result)
             objects = {f.finding_id: f for f in result.findings}
-            self._fresh_paypal = {f["finding_id"]: (f, objects.get(f["finding_id"])) for f in report["findings"]}
-        return self._fresh_paypal
+            cache[paypal_id] = {f["finding_id"]: (f, objects.get(f["finding_id"])) for f in report["findings"]}
+        return cache[paypal_id]
+
+    def refund_paypal_id(self, approval: RefundApprovalMessage) -> str | None:
+        """The PayPal id the refund is about: the message's, else the saved finding's refund block's."""
+        if approval.paypal_subscription_id:
+            return approval.paypal_subscription_id
+        with self._store() as conn:
+            saved = load_finding(conn, approval.finding_id)
+        return ((saved[0].get("refund") or {}).get("paypal_subscription_id") if saved else None) or None
 
     def handle_refund(self, approval: RefundApprovalMessage, delivery: Delivery, sender: Principal) -> dict:
         """Refund the approval's charges in full, each once: a capture already claimed by this finding is
@@ -239,7 +251,7 @@ class CancellationService:
         new = [t for t in ids if t not in rows]
         finding = None
         if new or not rows:
-            fresh = self.fresh_reconciliation().get(fid)
+            fresh = self.fresh_reconciliation(self.refund_paypal_id(approval)).get(fid)
             finding, found = fresh if fresh else (None, None)
             refund = (finding or {}).get("refund") or {}
             owed = {c.transaction_id: c for c in (found.owed_charges or ())} if found else {}

@@ -30,11 +30,12 @@ class ScanResult:
 def run_scan(dsn: str, tolerance: Decimal = DEFAULT_TOLERANCE, *, statement_timeout_s: float = 600,
              work_mem: str = "64MB", stale_after_days: int = DEFAULT_STALE_AFTER_DAYS,
              now: datetime | None = None, paypal=None, store_dsn: str | None = None,
-             paypal_client=None) -> ScanResult:
+             paypal_client=None, paypal_only: set[str] | None = None) -> ScanResult:
     """Scan the production tables behind `dsn`. Raises MonitorError with a readable message.
 
     `paypal` (reconcile.PayPalOptions) adds PayPal's side; the settled ids are read from the `billing_monitor`
-    schema of `store_dsn` (default: the scanned database), read-only.
+    schema of `store_dsn` (default: the scanned database), read-only. `paypal_only` asks PayPal about those
+    watched ids alone (a refund's re-check: one customer, not the whole account).
     """
     started = datetime.now(UTC)
     with db.connect(dsn, read_only=True, statement_timeout_s=statement_timeout_s, work_mem=work_mem) as conn:
@@ -48,6 +49,8 @@ def run_scan(dsn: str, tolerance: Decimal = DEFAULT_TOLERANCE, *, statement_time
             if settled is None:
                 settled = reconcile.read_settled_from(store_dsn)
             watch = reconcile.find_watched(conn, checked.findings, tolerance, settled)
+            if paypal_only is not None:
+                watch.watched = [w for w in watch.watched if w.paypal_id in paypal_only]
     findings = checked.findings
     paypal_block, settled_now = None, []
     if watch is not None:
