@@ -80,7 +80,6 @@ def test_a_right_configuration_passes_every_check_and_changes_nothing(configured
     assert "✓ reader: monitor_reader reads public.contacts, public.products, public.subscriptions, public.transactions" in text
     assert "✓ reader: monitor_reader can write nothing" in text
     pending = len(_migrations())
-    assert pending == 4
     assert (f"✓ store: monitor_writer may create and migrate billing_monitor ({pending} migration(s) to apply on"
             " the first save)") in text
     assert "✓ store: monitor_writer may mark a canceled subscription (UPDATE on public.subscriptions)" in text
