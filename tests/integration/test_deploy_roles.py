@@ -59,7 +59,7 @@ def test_the_writer_keeps_the_monitors_schema_marks_subscriptions_and_writes_not
     assert code == 0, err
     assert "181 new" in err                          # migrated its schema (created by the runbook) and saved
     with psycopg.connect(writer) as conn:
-        marked = mark_subscription_canceled(conn, OSKAR_PAYPAL)        # the cancel function's one production write
+        marked = mark_subscription_canceled(conn, OSKAR_PAYPAL).rows   # the cancel function's one production write
         assert [(before, after) for _, before, after in marked] == [("ACTIVE", "canceled")]
         conn.rollback()
     for statement in [*WRITES, "insert into public.subscriptions (status, amount, billing_cycle) values ('a', 1, 'month')",

@@ -423,7 +423,8 @@ def test_empty_database_gives_an_empty_report(prod):
     assert report["findings"] == []
     assert report["summary"]["by_check"] == {
         "billing_disconnect": 0, "duplicate_subscription": 0, "paypal_only": 0, "post_cancellation_charge": 0,
-        "orphaned_subscription": 0, "orphaned_transaction": 0, "misfiled_paypal_id": 0, "stale_import": 0}
+        "orphaned_subscription": 0, "orphaned_transaction": 0, "misfiled_paypal_id": 0, "stale_import": 0,
+        "source_shrank": 0}
     assert report["summary"]["by_severity"] == {"critical": 0, "warning": 0, "info": 0}
     assert report["summary"]["charged_after_cancellation"] == {}
     assert report["tolerance"] == "1.00"

@@ -208,7 +208,8 @@ def test_equal_charged_totals_in_one_check_are_ordered_by_finding_id():
 def test_summary_counts_every_check_and_severity(report):
     assert report["summary"]["by_check"] == {
         "billing_disconnect": 3, "duplicate_subscription": 1, "paypal_only": 1, "post_cancellation_charge": 2,
-        "orphaned_subscription": 0, "orphaned_transaction": 1, "misfiled_paypal_id": 1, "stale_import": 0}
+        "orphaned_subscription": 0, "orphaned_transaction": 1, "misfiled_paypal_id": 1, "stale_import": 0,
+        "source_shrank": 0}
     assert report["summary"]["by_severity"] == {"critical": 4, "warning": 3, "info": 2}
 
 
@@ -226,7 +227,8 @@ def test_empty_scan_is_an_empty_report():
     assert report["findings"] == []
     assert report["summary"]["by_check"] == {
         "billing_disconnect": 0, "duplicate_subscription": 0, "paypal_only": 0, "post_cancellation_charge": 0,
-        "orphaned_subscription": 0, "orphaned_transaction": 0, "misfiled_paypal_id": 0, "stale_import": 0}
+        "orphaned_subscription": 0, "orphaned_transaction": 0, "misfiled_paypal_id": 0, "stale_import": 0,
+        "source_shrank": 0}
     assert report["summary"]["by_severity"] == {"critical": 0, "warning": 0, "info": 0}
     assert report["summary"]["charged_after_cancellation"] == {}
 

@@ -138,7 +138,11 @@ class CancellationService:
         except Exception as exc:
             raise CancellationNotRecorded(f"PayPal {approval.paypal_subscription_id} is {result.status_after},"
                                           f" but recording it failed: {first_line(exc)}") from exc
-        self._tell(self.done_line(approval, finding, outcome, sender, detail))
+        if recorded["mark_problem"]:
+            log.error("PayPal canceled; the database row could not be marked",
+                      extra={"key": key, "paypal_subscription_id": approval.paypal_subscription_id,
+                             "problem": recorded["mark_problem"]})
+        self._tell(self.done_line(approval, finding, outcome, sender, recorded["detail"]))
         return {**recorded, "key": key, "paypal_status_before": result.status_before}
 
     def recheck(self, approval: ApprovalMessage) -> tuple[dict | None, str] | str:

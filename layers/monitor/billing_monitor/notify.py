@@ -24,10 +24,11 @@ from billing_monitor.rules.registry import (
     CHECK_RANK,
     COUNTED_ONLY_CHECKS,
     CRITICAL,
+    DATA_WARNING_CHECKS,
     NO_ACTION_CHECKS,
     OWED_CHECKS,
     SEVERITIES,
-    STALE_IMPORT,
+    SOURCE_SHRANK,
     WARNING,
     at_least,
 )
@@ -116,7 +117,8 @@ def paypal_status_line(report: dict) -> str | None:
 
 
 def stale_findings(report: dict) -> list[dict]:
-    return [f for f in report["findings"] if f["check"] == STALE_IMPORT]
+    """The findings about the data itself (a stale import, a table that shrank): shown first, no all-clear."""
+    return [f for f in report["findings"] if f["check"] in DATA_WARNING_CHECKS]
 
 
 def headline(report: dict) -> str:
@@ -157,6 +159,8 @@ def counted_line(report: dict) -> str | None:
 
 
 def stale_line(f: dict) -> str:
+    if f["check"] == SOURCE_SHRANK:
+        return f"A table shrank: {f.get('detail') or f['finding_id']}. Every other finding may be wrong."
     detail = f.get("detail") or "the newest transaction is too old"
     return f"The imports have stopped: {detail}. Every other finding may be out of date."
 

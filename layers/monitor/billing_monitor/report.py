@@ -143,6 +143,8 @@ def build_report(scan) -> dict:
             "owed": owed(findings),
         },
         "paypal": paypal,
+        # the rows read in each of the four tables (a saved scan keeps them: source_shrank)
+        "row_counts": getattr(scan, "row_counts", None),
         "findings": [finding_to_dict(f) for f in findings],
     }
 

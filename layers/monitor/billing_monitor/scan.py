@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from billing_monitor import db
+from billing_monitor import db, row_security
+from billing_monitor.errors import MonitorError
 from billing_monitor.rules import Finding, run_checks
-from billing_monitor.rules.registry import DEFAULT_STALE_AFTER_DAYS
+from billing_monitor.rules.registry import DEFAULT_STALE_AFTER_DAYS, SOURCE_RELATIONS
 
 DEFAULT_TOLERANCE = Decimal("1.00")
 
@@ -25,6 +26,7 @@ class ScanResult:
     data_current_to: datetime | None = None    # the newest transactions.created_at
     paypal: dict | None = None                 # the report's top-level `paypal` block (None: not reconciled)
     settled: list[tuple[str, str]] = field(default_factory=list)   # PayPal ids found settled: a saved scan remembers
+    row_counts: dict[str, int] | None = None   # the rows read in each of the four tables: a saved scan keeps them
 
 
 def run_scan(dsn: str, tolerance: Decimal = DEFAULT_TOLERANCE, *, statement_timeout_s: float = 600,
@@ -40,7 +42,9 @@ def run_scan(dsn: str, tolerance: Decimal = DEFAULT_TOLERANCE, *, statement_time
     started = datetime.now(UTC)
     with db.connect(dsn, read_only=True, statement_timeout_s=statement_timeout_s, work_mem=work_mem) as conn:
         db.check_production_tables(conn)
-        checked = run_checks(conn, tolerance, stale_after_days=stale_after_days, now=now or started)
+        row_security.require_every_row(conn, "public", SOURCE_RELATIONS)      # never a report from a partial view
+        checked = run_checks(conn, tolerance, stale_after_days=stale_after_days, now=now or started,
+                             previous_counts=_previous_counts(conn, dsn, store_dsn, statement_timeout_s))
         watch = None
         if paypal is not None:
             from billing_monitor import reconcile
@@ -63,5 +67,20 @@ def run_scan(dsn: str, tolerance: Decimal = DEFAULT_TOLERANCE, *, statement_time
     return ScanResult(
         scan_id=str(uuid.uuid4()), started_at=started, finished_at=datetime.now(UTC),
         tolerance=tolerance, findings=findings, data_current_to=checked.data_current_to,
-        paypal=paypal_block, settled=settled_now,
+        paypal=paypal_block, settled=settled_now, row_counts=checked.row_counts,
     )
+
+
+def _previous_counts(conn, dsn: str, store_dsn: str | None, statement_timeout_s: float):
+    """The previous saved scan's row counts (source_shrank), from the scanned database's monitor schema or the
+    store's; None when there is no saved scan to compare with or its schema cannot be read."""
+    from billing_monitor.store.scans import previous_row_counts
+
+    if not store_dsn or store_dsn == dsn:
+        return previous_row_counts(conn)
+    try:
+        with db.connect(store_dsn, read_only=True, statement_timeout_s=statement_timeout_s,
+                        application_name="billing-monitor-memory") as store:
+            return previous_row_counts(store)
+    except MonitorError:
+        return None

@@ -34,6 +34,10 @@ from billing_monitor.rules.registry import (
     ORPHANED_SUBSCRIPTION,
     ORPHANED_TRANSACTION,
     POST_CANCELLATION_CHARGE,
+    SHRANK_BELOW_SHARE,
+    SHRANK_MIN_ROWS,
+    SOURCE_RELATIONS,
+    SOURCE_SHRANK,
     STALE_IMPORT,
 )
 
@@ -184,26 +188,54 @@ def find_stale_import(conn, newest_import: datetime | None, now: datetime, stale
     return [Finding(check=STALE_IMPORT, key="public.transactions", detail=detail)]
 
 
+def find_row_counts(conn) -> dict[str, int]:
+    """How many rows each of the four tables holds, in the scan's snapshot."""
+    with _cursor(conn) as cur:
+        return cur.execute(load_query("row_counts")).fetchone()._asdict()
+
+
+def find_source_shrank(counts: dict[str, int], previous: tuple[dict[str, int], datetime] | None) -> list[Finding]:
+    """source_shrank: a table holding less than half of what the previous saved scan read (which read at least 20):
+    a truncated import, a changed policy or grant, the wrong database; every other finding may be wrong."""
+    if previous is None:
+        return []
+    before, when = previous
+    findings = []
+    for table in SOURCE_RELATIONS:
+        was, now = before.get(table), counts.get(table)
+        if was is None or now is None or was < SHRANK_MIN_ROWS or now >= was * SHRANK_BELOW_SHARE:
+            continue
+        findings.append(Finding(check=SOURCE_SHRANK, key=f"public.{table}", detail=(
+            f"public.{table} holds {now:,} rows; the previous saved scan ({when.astimezone(UTC):%Y-%m-%d}) read"
+            f" {was:,}: an import that emptied it, a changed policy or grant, or the wrong database")))
+    return findings
+
+
 @dataclass
 class CheckResults:
     findings: list[Finding]
     data_current_to: datetime | None    # the newest transactions.created_at
+    row_counts: dict[str, int] | None = None   # the rows read in each of the four tables
 
 
 def run_checks(conn: psycopg.Connection, tolerance: Decimal, *, stale_after_days: int = DEFAULT_STALE_AFTER_DAYS,
-               now: datetime | None = None) -> CheckResults:
-    """Every check of the registry against the production tables, read-only."""
+               now: datetime | None = None,
+               previous_counts: tuple[dict[str, int], datetime] | None = None) -> CheckResults:
+    """Every check of the registry against the production tables, read-only. `previous_counts`: the row counts
+    of the previous saved scan and when it started (source_shrank; None: nothing to compare with)."""
+    counts = find_row_counts(conn)
     findings = find_subscription_findings(conn, tolerance)
     disconnects = [f for f in findings if f.check == BILLING_DISCONNECT]
     transactions = find_transaction_findings(conn, tolerance, disconnects)
     findings += transactions.findings
     findings += find_stale_import(conn, transactions.newest_import, now or datetime.now(UTC), stale_after_days)
+    findings += find_source_shrank(counts, previous_counts)
     for finding in findings:
         if finding.charges:
             finding.charges.sort(key=lambda c: (c.date, str(c.transaction_id)))
     attach_contacts(conn, findings)
     attach_external_ids(conn, findings)
-    return CheckResults(findings, transactions.newest_import)
+    return CheckResults(findings, transactions.newest_import, counts)
 
 
 def attach_external_ids(conn, findings: list[Finding]) -> None:

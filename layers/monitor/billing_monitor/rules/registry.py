@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 
 # ---------------------------------------------------------------- terms (detection-rules.md, "Terms")
 
@@ -53,6 +54,7 @@ REFUND_PAYPAL_CHARGES = "refund_paypal_charges"      # a finding's `refund` bloc
 SUBSCRIPTION_PASS = "subscription_findings"      # rules/sql/subscription_findings.sql
 TRANSACTION_PASS = "transaction_findings"        # rules/sql/transaction_findings.sql
 PAYPAL_PASS = "paypal_reconciliation"            # reconcile.py: PayPal's API, read-only, after the database passes
+ROW_COUNT_PASS = "row_counts"                    # rules/sql/row_counts.sql, against the previous saved scan's counts
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class Check:
     at_risk: bool = False          # names a customer who is, or is about to be, charged after canceling
                                    # (alerts.md: every such customer is named in every monthly message)
     named_as_owed: bool = False    # names a customer still owed money: in every monthly message, under "owed"
+    about_the_data: bool = False   # says every other finding may be wrong (the imports, the rows read): shown
+                                   # first in every message, and no all-clear while it stands
 
     def severity_for(self, *, charged: bool) -> str:
         return self.severity_if_charged if charged and self.severity_if_charged else self.severity
@@ -80,6 +84,7 @@ ORPHANED_SUBSCRIPTION = "orphaned_subscription"
 ORPHANED_TRANSACTION = "orphaned_transaction"
 MISFILED_PAYPAL_ID = "misfiled_paypal_id"
 STALE_IMPORT = "stale_import"
+SOURCE_SHRANK = "source_shrank"
 PAYPAL_STILL_ACTIVE = "paypal_still_active"
 REFUND_OWED = "refund_owed"
 PAYPAL_SUBSCRIPTION_NOT_IMPORTED = "paypal_subscription_not_imported"
@@ -100,7 +105,10 @@ _REGISTRY: tuple[Check, ...] = (
     Check(MISFILED_PAYPAL_ID, INFO, None, "the subscription row", None,
           SUBSCRIPTION_PASS, "a PayPal id in kajabi_subscription_id"),
     Check(STALE_IMPORT, WARNING, None, "the transactions table", None,
-          TRANSACTION_PASS, "the imports have stopped: every other finding may be out of date"),
+          TRANSACTION_PASS, "the imports have stopped: every other finding may be out of date", about_the_data=True),
+    Check(SOURCE_SHRANK, CRITICAL, None, "the table", None,
+          ROW_COUNT_PASS, "a table holds less than half the rows the previous saved scan read: every other finding"
+          " may be wrong", about_the_data=True),
     Check(PAYPAL_STILL_ACTIVE, CRITICAL, None, "the PayPal id (about its latest-ended row)", CANCEL_PAYPAL_SUBSCRIPTION,
           PAYPAL_PASS, "ended in the database, still active in PayPal", at_risk=True),
     Check(REFUND_OWED, WARNING, None, "the PayPal id (about its latest-ended row)", None,
@@ -115,15 +123,22 @@ CHECK_NAMES: tuple[str, ...] = tuple(CHECKS)
 CHECK_RANK = {name: i for i, name in enumerate(CHECK_NAMES)}
 AT_RISK_CHECKS: tuple[str, ...] = tuple(c.name for c in _REGISTRY if c.at_risk)
 OWED_CHECKS: tuple[str, ...] = tuple(c.name for c in _REGISTRY if c.named_as_owed)
+#: Findings about the data itself (stale_import, source_shrank): shown first, and they forbid the all-clear.
+DATA_WARNING_CHECKS: tuple[str, ...] = tuple(c.name for c in _REGISTRY if c.about_the_data)
 #: Findings that are counted per check in one line, never listed one by one (alerts.md).
 COUNTED_ONLY_CHECKS: tuple[str, ...] = tuple(c.name for c in _REGISTRY
-                                             if not c.at_risk and not c.named_as_owed and c.name != STALE_IMPORT)
+                                             if not c.at_risk and not c.named_as_owed and not c.about_the_data)
 #: ... of which these need no action (the rest, a PayPal subscription the imports never brought in, needs a look).
 NO_ACTION_CHECKS: tuple[str, ...] = tuple(c for c in COUNTED_ONLY_CHECKS if c != PAYPAL_SUBSCRIPTION_NOT_IMPORTED)
 #: The checks of the PayPal side: found only when the scan reconciles with PayPal.
 PAYPAL_CHECKS: tuple[str, ...] = tuple(c.name for c in _REGISTRY if c.found_by == PAYPAL_PASS)
 #: stale_import: a finding is made when the newest transactions.created_at is older than this at scan time.
 DEFAULT_STALE_AFTER_DAYS = 14
+#: source_shrank: a table holding less than this share of the rows the previous saved scan read, when that scan
+#: read at least SHRANK_MIN_ROWS of it (alerts.md).
+SHRANK_BELOW_SHARE, SHRANK_MIN_ROWS = Fraction(1, 2), 20
+#: The four relations the monitor reads (production_schema.sql), in the order messages name them.
+SOURCE_RELATIONS: tuple[str, ...] = ("contacts", "products", "subscriptions", "transactions")
 
 # ---------------------------------------------------------------- PayPal's vocabulary (paypal-reconciliation.md)
 

@@ -19,24 +19,57 @@ CANCELED, ALREADY_CANCELED, REFUSED = "canceled", "already_canceled", "refused"
 OUTCOMES = (CANCELED, ALREADY_CANCELED, REFUSED)
 
 
-def mark_subscription_canceled(conn: psycopg.Connection, paypal_subscription_id: str) -> list[tuple[str, str, str]]:
+@dataclass
+class Marked:
+    """What the one production write did: the rows marked (row id, status before, status after), or, when it could
+    mark none of the live rows holding the PayPal id, why (alerts.md: never passed over)."""
+    rows: list[tuple[str, str, str]]
+    problem: str | None = None
+
+
+def mark_subscription_canceled(conn: psycopg.Connection, paypal_subscription_id: str) -> Marked:
     """Mark the live production rows of a PayPal subscription canceled (the only production write).
 
-    Returns (row id, status before, status after) for each row marked. Its PayPal id may sit in either id
-    column (the import bug); rows already ended are left as they are.
+    Its PayPal id may sit in either id column (the import bug); rows already ended are left as they are, and a
+    subscription whose every row already ended needs no mark. An UPDATE that touches none of its live rows (row
+    level security hiding them, a missing grant, the row gone) is returned as a problem, in the caller's
+    transaction, which goes on (a savepoint takes the failed statement back).
     """
-    return conn.execute(
-        "with target as ("
-        "  select id, status from public.subscriptions"
-        "  where (btrim(paypal_subscription_id, E' \\t\\r\\n') = %(pid)s"
-        "         or btrim(kajabi_subscription_id, E' \\t\\r\\n') = %(pid)s)"
-        "    and lower(btrim(status, E' \\t\\r\\n')) <> all(%(ended)s)"
-        "  for update)"
-        " update public.subscriptions s set status = 'canceled',"
-        "   canceled_at = coalesce(s.canceled_at, now()), updated_at = now()"
-        " from target where s.id = target.id"
-        " returning s.id, target.status, s.status",
-        {"pid": paypal_subscription_id, "ended": list(ENDED_STATUSES)}).fetchall()
+    params = {"pid": paypal_subscription_id, "ended": list(ENDED_STATUSES)}
+    holds = ("(btrim(paypal_subscription_id, E' \\t\\r\\n') = %(pid)s"
+             " or btrim(kajabi_subscription_id, E' \\t\\r\\n') = %(pid)s)")
+    live = "lower(btrim(status, E' \\t\\r\\n')) <> all(%(ended)s)"
+    try:
+        with conn.transaction():
+            rows = conn.execute(
+                f"with target as (select id, status from public.subscriptions where {holds} and {live} for update)"
+                " update public.subscriptions s set status = 'canceled',"
+                "   canceled_at = coalesce(s.canceled_at, now()), updated_at = now()"
+                " from target where s.id = target.id"
+                " returning s.id, target.status, s.status", params).fetchall()
+            if rows:
+                return Marked(rows)
+            seen, still_live = conn.execute(
+                f"select count(*), count(*) filter (where {live}) from public.subscriptions where {holds}",
+                params).fetchone()
+    except psycopg.errors.InsufficientPrivilege as exc:
+        return Marked([], f"{first_line(exc)} (docs/deploy.md step 1 grants it)")
+    user = conn.execute("select current_user").fetchone()[0]
+    if not seen:
+        return Marked([], f"no subscriptions row holding {paypal_subscription_id} is visible to {user} (row level"
+                          " security without a policy for it, or the row is gone): `billing-monitor doctor` prints the fix")
+    if still_live:
+        return Marked([], f"{still_live} live row(s) holding {paypal_subscription_id} were not updated: row level"
+                          f" security lets {user} read them but not update them (`billing-monitor doctor` prints the fix)")
+    return Marked([])          # every row holding it had already ended: the database already says so
+
+
+def first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+MARK_FAILED = "PayPal canceled; the database row could not be marked"
 
 
 @dataclass
@@ -61,21 +94,26 @@ def record_action(conn: psycopg.Connection, record: ActionRecord) -> dict:
     if record.outcome not in OUTCOMES:
         raise ValueError(f"unknown outcome {record.outcome!r}")
     approval = record.approval
-    rows = []
+    marked = Marked([])
     if record.outcome in (CANCELED, ALREADY_CANCELED) and approval is not None:
-        rows = mark_subscription_canceled(conn, approval.paypal_subscription_id)
+        marked = mark_subscription_canceled(conn, approval.paypal_subscription_id)
+    rows, detail = marked.rows, record.detail
+    if marked.problem:
+        detail = f"{detail}; {MARK_FAILED}: {marked.problem}"
     conn.execute(
         f"insert into {SCHEMA}.actions (idempotency_key, action, finding_id, paypal_subscription_id, subscription_id,"
         " approved_by, reason, forced, outcome, detail, paypal_status_before, paypal_status_after,"
-        " row_status_before, row_status_after, message, message_length, sender_id, sender_arn, paypal_canceled_at)"
-        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " row_status_before, row_status_after, message, message_length, sender_id, sender_arn, paypal_canceled_at,"
+        " mark_problem)"
+        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (record.key, approval and approval.action, approval and approval.finding_id,
          approval and approval.paypal_subscription_id, rows[0][0] if rows else None,
          approval and approval.approved_by, record.reason or (approval and approval.reason),
-         bool(approval and approval.force), record.outcome, record.detail, record.paypal_before, record.paypal_after,
+         bool(approval and approval.force), record.outcome, detail, record.paypal_before, record.paypal_after,
          ", ".join(r[1] for r in rows) or None, ", ".join(r[2] for r in rows) or None, Jsonb(record.message),
-         record.message_length, record.sender_id, record.sender_arn, record.paypal_canceled_at))
-    return {"outcome": record.outcome, "detail": record.detail, "rows_marked": [str(r[0]) for r in rows]}
+         record.message_length, record.sender_id, record.sender_arn, record.paypal_canceled_at, marked.problem))
+    return {"outcome": record.outcome, "detail": detail, "rows_marked": [str(r[0]) for r in rows],
+            "mark_problem": marked.problem}
 
 
 def list_actions(conn: psycopg.Connection, limit: int = 50) -> list[dict]:

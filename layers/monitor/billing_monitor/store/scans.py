@@ -72,9 +72,10 @@ def save_scan(conn: psycopg.Connection, report: dict, settled: list[tuple[str, s
     scan_id, started = report["scan_id"], datetime.fromisoformat(report["started_at"])
     previous = conn.execute(f"select scan_id from {SCHEMA}.scan_runs order by started_at desc limit 1").fetchone()
     conn.execute(
-        f"insert into {SCHEMA}.scan_runs (scan_id, started_at, finished_at, tolerance, summary, money_line)"
-        " values (%s, %s, %s, %s, %s, %s)",
-        (scan_id, started, report["finished_at"], report["tolerance"], Jsonb(report["summary"]), money_line(report)),
+        f"insert into {SCHEMA}.scan_runs (scan_id, started_at, finished_at, tolerance, summary, money_line, row_counts)"
+        " values (%s, %s, %s, %s, %s, %s, %s)",
+        (scan_id, started, report["finished_at"], report["tolerance"], Jsonb(report["summary"]), money_line(report),
+         Jsonb(report["row_counts"]) if report.get("row_counts") else None),
     )
     ids = [f["finding_id"] for f in report["findings"]]
     known = {
@@ -151,4 +152,24 @@ def load_finding(conn: psycopg.Connection, finding_id: str) -> tuple[dict, bool]
     """The latest saved copy of a finding and whether it is still open."""
     row = conn.execute(f"select finding, resolved_scan is null from {SCHEMA}.findings where finding_id = %s",
                        (finding_id,)).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+# Whether the scan's role may read the saved counts (asked of the catalog first: a denied read would abort the
+# scan's transaction), and the newest saved counts.
+_COUNTS_READABLE = (
+    "select coalesce(bool_and(has_schema_privilege(n.oid, 'usage') and has_column_privilege(c.oid, 'row_counts', 'select')"
+    " and has_column_privilege(c.oid, 'started_at', 'select')), false)"
+    " from pg_namespace n join pg_class c on c.relnamespace = n.oid and c.relname = 'scan_runs'"
+    " join pg_attribute a on a.attrelid = c.oid and a.attname = 'row_counts' and not a.attisdropped"
+    f" where n.nspname = '{SCHEMA}'")
+
+
+def previous_row_counts(conn: psycopg.Connection) -> tuple[dict[str, int], datetime] | None:
+    """The row counts of the newest saved scan that recorded them, and when it started; None when there is none
+    (or the schema is absent or unreadable to this role)."""
+    if not conn.execute(_COUNTS_READABLE).fetchone()[0]:
+        return None
+    row = conn.execute(f"select row_counts, started_at from {SCHEMA}.scan_runs where row_counts is not null"
+                       " order by started_at desc limit 1").fetchone()
     return (row[0], row[1]) if row else None
