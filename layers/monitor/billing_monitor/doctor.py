@@ -19,12 +19,13 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from billing_monitor import db
+from billing_monitor import db, row_security
 from billing_monitor.errors import MonitorError
+from billing_monitor.rules.registry import SOURCE_RELATIONS
 from billing_monitor.store.migrations import SCHEMA, _migrations
 
 SECTIONS = ("database", "store", "paypal", "slack", "queue")
-PRODUCTION_TABLES = ("contacts", "products", "subscriptions", "transactions")
+PRODUCTION_TABLES = SOURCE_RELATIONS
 WRITES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
 OK, FAIL, WARN, SKIP = "✓", "✗", "!", "–"
 SLACK_HOSTS = ("hooks.slack.com", "hooks.slack-gov.com")
@@ -151,6 +152,7 @@ def check_reader(config: DoctorConfig) -> Iterator[Line]:
             facts = _role_facts(conn)
             rights = _table_rights(conn, PRODUCTION_TABLES)
             columns_problem = None
+            hidden = row_security.blind_spots(conn, "public", tuple(t for t, r in rights.items() if r))
             if all(rights.values()) and all(r["SELECT"] for r in rights.values()):
                 try:
                     db.check_production_tables(conn)
@@ -179,6 +181,7 @@ def check_reader(config: DoctorConfig) -> Iterator[Line]:
         yield Line(FAIL, f"reader: {columns_problem}")
     else:
         yield Line(OK, f"reader: {user} reads public.{', public.'.join(PRODUCTION_TABLES)} (every column the checks use)")
+    yield from _row_security_lines("reader", user, hidden, "read every row of the four tables")
     writable = {t: [p for p in WRITES if r[p]] for t, r in rights.items() if r and any(r[p] for p in WRITES)}
     problems = []
     if facts["superuser"]:
@@ -204,6 +207,18 @@ def check_reader(config: DoctorConfig) -> Iterator[Line]:
     else:
         yield Line(WARN, f"reader: {user} may not read {SCHEMA} (or it does not exist yet): history, actions and approve"
                          " need the writer's DSN (--store-dsn), or grant it as docs/deploy.md step 1 does")
+
+
+def _row_security_lines(section: str, user: str, hidden: list[row_security.BlindSpot], allowed: str) -> Iterator[Line]:
+    """✗ for each table whose rows row level security may hide, with the SQL that fixes it (run as the table's
+    owner: Supabase's postgres); ✓ when nothing is hidden."""
+    for spot in hidden:
+        harm = ("a scan would not see every customer" if section == "reader"
+                else "a subscription canceled in PayPal would not be marked canceled")
+        yield Line(FAIL, f"{section}: {spot.problem()}: {harm}; as the table's owner (Supabase: postgres, in the SQL"
+                         f" Editor) run: {spot.fix_sql()}")
+    if not hidden:
+        yield Line(OK, f"{section}: row level security lets {user} {allowed} (or is off)")
 
 
 # ---------------------------------------------------------------- the database: the writer
@@ -233,6 +248,8 @@ def check_writer(config: DoctorConfig) -> Iterator[Line]:
                     "select to_regclass(%s) is not null", (f"{SCHEMA}.schema_migrations",)).fetchone()[0]:
                 applied = {v for (v,) in conn.execute(f"select version from {SCHEMA}.schema_migrations")}
             rights = _table_rights(conn, PRODUCTION_TABLES)
+            hidden = row_security.blind_spots(conn, "public", ("subscriptions",),
+                                              (row_security.SELECT, row_security.UPDATE)) if rights["subscriptions"] else []
     except MonitorError as exc:
         yield Line(FAIL, f"store: {exc}")
         return
@@ -261,6 +278,7 @@ def check_writer(config: DoctorConfig) -> Iterator[Line]:
                          f" to {user}")
     else:
         yield Line(OK, f"store: {user} may mark a canceled subscription (UPDATE on public.subscriptions)")
+        yield from _row_security_lines("store", user, hidden, "read and mark every row of public.subscriptions")
     extra = {t: [p for p in WRITES if r[p] and not (t == "subscriptions" and p == "UPDATE")]
              for t, r in rights.items() if r}
     extra = {t: p for t, p in extra.items() if p}
