@@ -51,9 +51,9 @@ def test_a_table_emptied_between_two_saved_scans_is_critical(demo_db, capsys, mo
 def test_an_unsaved_scan_is_not_the_baseline_and_a_table_that_grew_is_nothing(demo_db, capsys, monkeypatch):
     monkeypatch.delenv("BILLING_MONITOR_STORE_DSN", raising=False)
     scan(capsys, demo_db, "--save")
-    execute(demo_db, "delete from public.subscriptions where ctid in (select ctid from public.subscriptions limit 200)")
-    assert findings_of(scan(capsys, demo_db), "source_shrank") == []            # 210 of 410: not below half
-    execute(demo_db, "delete from public.subscriptions where ctid in (select ctid from public.subscriptions limit 10)")
+    execute(demo_db, "delete from public.subscriptions where ctid in (select ctid from public.subscriptions limit 205)")
+    assert findings_of(scan(capsys, demo_db), "source_shrank") == []            # 205 of 410: not less than half
+    execute(demo_db, "delete from public.subscriptions where ctid in (select ctid from public.subscriptions limit 5)")
     assert len(findings_of(scan(capsys, demo_db), "source_shrank")) == 1        # 200 of 410
     execute(demo_db, "insert into public.contacts (email) select 'new' || g || '@example.com'"
                      " from generate_series(1, 50) g")
@@ -64,13 +64,14 @@ def test_an_unsaved_scan_is_not_the_baseline_and_a_table_that_grew_is_nothing(de
     assert findings_of(scan(capsys, demo_db), "source_shrank") == []
 
 
-def test_a_previous_scan_that_read_fewer_than_20_rows_is_no_baseline(prod, capsys, monkeypatch):
+@pytest.mark.parametrize(("baseline", "found"), [(19, 0), (20, 1)])
+def test_a_previous_scan_must_have_read_at_least_20_rows(prod, capsys, monkeypatch, baseline, found):
     monkeypatch.delenv("BILLING_MONITOR_STORE_DSN", raising=False)
-    for _ in range(19):
+    for _ in range(baseline):
         prod.kajabi(prod.contact())
     scan(capsys, prod.dsn, "--save")
     prod.execute("delete from public.subscriptions")
-    assert findings_of(scan(capsys, prod.dsn), "source_shrank") == []
+    assert len(findings_of(scan(capsys, prod.dsn), "source_shrank")) == found
 
 
 def test_the_scheduled_scan_tells_slack_and_sns_first_and_says_no_all_clear(aws_env, demo_db, slack, monkeypatch):

@@ -16,6 +16,7 @@ from billing_monitor.notify import (
     SLACK_MAX_BLOCKS,
     SLACK_SECTION_MAX,
     SLACK_TEXT_BUDGET,
+    email_text,
     failure_message,
     headline,
     slack_message,
@@ -31,6 +32,7 @@ from billing_monitor.rules.registry import (
     PAYPAL_ONLY,
     POST_CANCELLATION_CHARGE,
     SEVERITIES,
+    SOURCE_SHRANK,
     STALE_IMPORT,
 )
 from billing_monitor.store.scans import OpenFinding, ScanDiff
@@ -227,6 +229,24 @@ def test_a_stale_import_is_shown_first_and_forbids_the_all_clear():
                      " the scan (stale after 14 days). Every other finding may be out of date.*")
     assert not ALL_CLEAR.search(text_of(message))
     assert "no action needed" not in text_of(message)    # stale_import is not a counted-only check
+
+
+def test_a_table_that_shrank_is_shown_first_in_slack_and_the_email_and_forbids_the_all_clear():
+    shrank = {**stale("public.transactions holds 0 rows; the previous saved scan (2026-11-01) read 41,203: an import"
+                      " that emptied it, a changed policy or grant, or the wrong database"),
+              "finding_id": "5hrunk", "check": SOURCE_SHRANK, "severity": CHECKS[SOURCE_SHRANK].severity}
+    assert shrank["severity"] == "critical"
+    r = report([shrank])
+    message = slack_message(r, diff(new=r["findings"]), schedule=MONTHLY)
+    assert message["blocks"][1]["text"]["text"] == (
+        ":warning: *A table shrank: public.transactions holds 0 rows; the previous saved scan (2026-11-01) read 41,203:"
+        " an import that emptied it, a changed policy or grant, or the wrong database. Every other finding may be"
+        " wrong.*")
+    assert not ALL_CLEAR.search(text_of(message))
+    assert "no action needed" not in text_of(message)
+    email = email_text(r, diff(new=r["findings"]), schedule=MONTHLY)
+    assert "WARNING: A table shrank: public.transactions holds 0 rows" in email
+    assert not ALL_CLEAR.search(email)
 
 
 # ---------------------------------------------------------------- what needs no action: one counted line

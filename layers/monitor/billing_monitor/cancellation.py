@@ -142,7 +142,10 @@ class CancellationService:
             log.error("PayPal canceled; the database row could not be marked",
                       extra={"key": key, "paypal_subscription_id": approval.paypal_subscription_id,
                              "problem": recorded["mark_problem"]})
-        self._tell(self.done_line(approval, finding, outcome, sender, recorded["detail"]))
+        line = self.done_line(approval, finding, outcome, sender, recorded["detail"])
+        if recorded["mark_problem"]:        # done in PayPal, not in the database: not a plain check mark
+            line = line.replace(":white_check_mark:", ":warning:", 1)
+        self._tell(line)
         return {**recorded, "key": key, "paypal_status_before": result.status_before}
 
     def recheck(self, approval: ApprovalMessage) -> tuple[dict | None, str] | str:

@@ -13,6 +13,7 @@ of the tables.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import psycopg
@@ -31,9 +32,8 @@ with recursive reached(relation, rel, acting, depth) as (
   union
     -- the tables (and views) a view reads, as the role it reads them with
     select r.relation, d.refobjid,
-           case when exists (select 1 from unnest(v.reloptions) o
-                             where lower(o) in ('security_invoker', 'security_invoker=true', 'security_invoker=on',
-                                                'security_invoker=1', 'security_invoker=yes'))
+           case when coalesce((select o.option_value::bool from pg_options_to_table(v.reloptions) o
+                               where o.option_name = 'security_invoker'), false)
                 then r.acting else pg_get_userbyid(v.relowner) end,
            r.depth + 1
     from reached r
@@ -52,9 +52,10 @@ applying as (                 -- (relation, table, role) where row level securit
       and not (pg_has_role(r.acting, t.relowner, 'USAGE') and not t.relforcerowsecurity)
 ),
 policies as (
-    select a.relation, a.tbl, a.acting, c.cmd, p.polname, p.polpermissive,
+    select a.relation, a.tbl, a.acting, c.cmd, quote_ident(p.polname) as polname, p.polpermissive,
            coalesce(pg_get_expr(p.polqual, p.polrelid), '') = 'true'
-             and coalesce(pg_get_expr(p.polwithcheck, p.polrelid), 'true') = 'true' as whole
+             -- an UPDATE's new row must pass WITH CHECK too (none: USING is used)
+             and (c.cmd <> 'update' or coalesce(pg_get_expr(p.polwithcheck, p.polrelid), 'true') = 'true') as whole
     from applying a
     cross join unnest(%(commands)s::text[], %(polcmds)s::"char"[]) as c(cmd, polcmd)
     left join pg_policy p
@@ -66,7 +67,7 @@ select (select quote_ident(n.nspname) || '.' || quote_ident(c.relname)
         from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = a.relation) as relation,
        (select quote_ident(n.nspname) || '.' || quote_ident(c.relname)
         from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = a.tbl) as tbl,
-       a.acting, a.cmd,
+       quote_ident(a.acting) as acting, a.cmd,
        coalesce(array_agg(a.polname order by a.polname) filter (where a.polpermissive and a.whole), '{}') as whole,
        coalesce(array_agg(a.polname order by a.polname) filter (where a.polpermissive and not a.whole), '{}') as narrowing,
        coalesce(array_agg(a.polname order by a.polname) filter (where not a.polpermissive), '{}') as restrictive
@@ -82,10 +83,11 @@ class BlindSpot:
 
     relation: str               # what the monitor reads, schema-qualified (public.subscriptions)
     table: str                  # the table whose rows are filtered (the relation, or a table behind a view)
-    role: str                   # the role the rows are filtered for (the connected role, or a view's owner)
+    role: str                   # the role the rows are filtered for (the connected role, or a view's owner), quoted
     command: str                # select or update
-    narrowing: tuple[str, ...]  # permissive policies that apply, with a condition other than `true`
-    restrictive: tuple[str, ...]
+    narrowing: tuple[str, ...]  # permissive policies that apply, with a condition other than `true` (quoted names)
+    restrictive: tuple[str, ...]  # restrictive policies that apply (quoted names)
+    whole: bool = False         # a permissive `true` policy applies too (only the restrictive ones hide rows)
 
     @property
     def through(self) -> str:
@@ -104,24 +106,30 @@ class BlindSpot:
         return f"{where} lets {self.role} {what} no row (no policy for {self.command} applies to it)"
 
     def fix_sql(self) -> str:
-        """The SQL that lets the role see (or update) every row, as the table's owner runs it."""
-        lines = [f"drop policy {_ident(name)} on {self.table};  -- restrictive: or exclude {self.role} from it"
-                 for name in self.restrictive]
-        if not self.restrictive:
-            name = _ident(f"billing_monitor_{self.role.removeprefix('monitor_')}_{self.command}")
+        """The SQL that lets the role see (or update) every row, as the table's owner runs it, on one line: the
+        restrictive policies dropped (or exclude the role from them instead), and a permissive `true` policy
+        for the role (the runbook's, altered back to `true` when it was narrowed)."""
+        statements = [f"drop policy {name} on {self.table};" for name in self.restrictive]
+        if not self.whole:
+            role = self.role[1:-1].replace('""', '"') if self.role.startswith('"') else self.role
+            name = _policy_name(f"billing_monitor_{role.removeprefix('monitor_')}_{self.command}")
             check = " with check (true)" if self.command == UPDATE else ""
-            lines.append(f"create policy {name} on {self.table} for {self.command} to {_ident(self.role)}"
-                         f" using (true){check};")
-        return " ".join(lines)
+            if name in self.narrowing:
+                statements.append(f"alter policy {name} on {self.table} to {self.role} using (true){check};")
+            else:
+                statements.append(f"create policy {name} on {self.table} for {self.command} to {self.role}"
+                                  f" using (true){check};")
+        return " ".join(statements)
+
+
+def _policy_name(name: str) -> str:
+    """As SQL writes it: plain when it is lower-case letters, digits and '_' (a name starting billing_monitor_ is
+    never a key word), else quoted."""
+    return name if re.fullmatch(r"[a-z_][a-z0-9_]*", name) else '"' + name.replace('"', '""') + '"'
 
 
 def _policies(names: tuple[str, ...]) -> str:
-    quoted = ", ".join(f'"{n}"' for n in names)
-    return f"polic{'ies' if len(names) > 1 else 'y'} {quoted}"
-
-
-def _ident(name: str) -> str:
-    return name if name.isidentifier() and name == name.lower() else '"' + name.replace('"', '""') + '"'
+    return f"polic{'ies' if len(names) > 1 else 'y'} {', '.join(names)}"
 
 
 def blind_spots(conn: psycopg.Connection, schema: str, relations: tuple[str, ...],
@@ -133,7 +141,7 @@ def blind_spots(conn: psycopg.Connection, schema: str, relations: tuple[str, ...
                                        "polcmds": [_POLCMD[c] for c in commands]}).fetchall()
     for relation, table, role, command, whole, narrowing, restrictive in rows:
         if restrictive or not whole:
-            found.append(BlindSpot(relation, table, role, command, tuple(narrowing), tuple(restrictive)))
+            found.append(BlindSpot(relation, table, role, command, tuple(narrowing), tuple(restrictive), bool(whole)))
     return found
 
 

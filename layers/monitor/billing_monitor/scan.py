@@ -3,6 +3,7 @@ reconcile with PayPal after the database part (reconcile.py), which it never slo
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,6 +13,8 @@ from billing_monitor import db, row_security
 from billing_monitor.errors import MonitorError
 from billing_monitor.rules import Finding, run_checks
 from billing_monitor.rules.registry import DEFAULT_STALE_AFTER_DAYS, SOURCE_RELATIONS
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TOLERANCE = Decimal("1.00")
 
@@ -82,5 +85,7 @@ def _previous_counts(conn, dsn: str, store_dsn: str | None, statement_timeout_s:
         with db.connect(store_dsn, read_only=True, statement_timeout_s=statement_timeout_s,
                         application_name="billing-monitor-memory") as store:
             return previous_row_counts(store)
-    except MonitorError:
+    except MonitorError as exc:
+        log.warning("the previous saved scan's row counts could not be read: source_shrank not checked",
+                    extra={"error": str(exc)})
         return None

@@ -47,8 +47,8 @@ def mark_subscription_canceled(conn: psycopg.Connection, paypal_subscription_id:
                 "   canceled_at = coalesce(s.canceled_at, now()), updated_at = now()"
                 " from target where s.id = target.id"
                 " returning s.id, target.status, s.status", params).fetchall()
-            if rows:
-                return Marked(rows)
+            # what is left: a live row the UPDATE could not touch (row level security lets the writer read it but
+            # not update it), or no row visible at all
             seen, still_live = conn.execute(
                 f"select count(*), count(*) filter (where {live}) from public.subscriptions where {holds}",
                 params).fetchone()
@@ -56,12 +56,12 @@ def mark_subscription_canceled(conn: psycopg.Connection, paypal_subscription_id:
         return Marked([], f"{first_line(exc)} (docs/deploy.md step 1 grants it)")
     user = conn.execute("select current_user").fetchone()[0]
     if not seen:
-        return Marked([], f"no subscriptions row holding {paypal_subscription_id} is visible to {user} (row level"
-                          " security without a policy for it, or the row is gone): `billing-monitor doctor` prints the fix")
+        return Marked(rows, f"no subscriptions row holding {paypal_subscription_id} is visible to {user} (row level"
+                            " security without a policy for it, or the row is gone): `billing-monitor doctor` prints the fix")
     if still_live:
-        return Marked([], f"{still_live} live row(s) holding {paypal_subscription_id} were not updated: row level"
-                          f" security lets {user} read them but not update them (`billing-monitor doctor` prints the fix)")
-    return Marked([])          # every row holding it had already ended: the database already says so
+        return Marked(rows, f"{still_live} live row(s) holding {paypal_subscription_id} were not updated: row level"
+                            f" security lets {user} read them but not update them (`billing-monitor doctor` prints the fix)")
+    return Marked(rows)        # marked; or every row holding it had already ended: the database already says so
 
 
 def first_line(exc: BaseException) -> str:
