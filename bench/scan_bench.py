@@ -146,10 +146,10 @@ def phases(dsn: str) -> dict[str, float]:
     import orjson
 
     sys.path.insert(0, str(ROOT / "layers" / "monitor"))
-    from billing_monitor import db
+    from billing_monitor import db, row_security
     from billing_monitor.report import build_report
     from billing_monitor.rules import checks
-    from billing_monitor.rules.registry import BILLING_DISCONNECT
+    from billing_monitor.rules.registry import BILLING_DISCONNECT, SOURCE_RELATIONS
     from billing_monitor.scan import ScanResult
 
     tolerance = Decimal("1.00")
@@ -157,6 +157,12 @@ def phases(dsn: str) -> dict[str, float]:
     gc.disable()
     try:
         with db.connect(dsn, read_only=True) as conn:
+            t = clock()
+            row_security.require_every_row(conn, "public", SOURCE_RELATIONS)
+            times["row level security check (catalog)"] = clock() - t
+            t = clock()
+            checks.find_row_counts(conn)
+            times["row counts of the four tables (source_shrank)"] = clock() - t
             t = clock()
             findings = checks.find_subscription_findings(conn, tolerance)
             times["subscription pass (SQL + rows to findings)"] = clock() - t
