@@ -9,6 +9,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from billing_monitor.rules.registry import ENDED_STATUSES
+from billing_monitor.source import DEFAULT_SOURCE_SCHEMA, quote_ident
 from billing_monitor.store.migrations import SCHEMA
 
 if TYPE_CHECKING:
@@ -19,23 +20,27 @@ CANCELED, ALREADY_CANCELED, REFUSED = "canceled", "already_canceled", "refused"
 OUTCOMES = (CANCELED, ALREADY_CANCELED, REFUSED)
 
 
-def mark_subscription_canceled(conn: psycopg.Connection, paypal_subscription_id: str) -> list[tuple[str, str, str]]:
-    """Mark the live production rows of a PayPal subscription canceled (the only production write).
+def mark_subscription_canceled(conn: psycopg.Connection, paypal_subscription_id: str,
+                               source_schema: str = DEFAULT_SOURCE_SCHEMA) -> list[tuple[str, str, str]]:
+    """Mark the live production rows of a PayPal subscription canceled (the only production write), in the
+    source schema's `subscriptions`: a table, or a view over the owner's table (it writes `status`,
+    `canceled_at` and `updated_at`, which such a view keeps plain columns: docs/owner-tables.md).
 
     Returns (row id, status before, status after) for each row marked. Its PayPal id may sit in either id
-    column (the import bug); rows already ended are left as they are.
+    column (the import bug); rows already ended are left as they are. A status may be an enum: compared as text.
     """
+    subscriptions = f"{quote_ident(source_schema)}.subscriptions"
     return conn.execute(
         "with target as ("
-        "  select id, status from public.subscriptions"
+        f"  select id, status::text as status from {subscriptions}"
         "  where (btrim(paypal_subscription_id, E' \\t\\r\\n') = %(pid)s"
         "         or btrim(kajabi_subscription_id, E' \\t\\r\\n') = %(pid)s)"
-        "    and lower(btrim(status, E' \\t\\r\\n')) <> all(%(ended)s)"
+        "    and lower(btrim(status::text, E' \\t\\r\\n')) <> all(%(ended)s)"
         "  for update)"
-        " update public.subscriptions s set status = 'canceled',"
+        f" update {subscriptions} s set status = 'canceled',"
         "   canceled_at = coalesce(s.canceled_at, now()), updated_at = now()"
         " from target where s.id = target.id"
-        " returning s.id, target.status, s.status",
+        " returning s.id, target.status, s.status::text",
         {"pid": paypal_subscription_id, "ended": list(ENDED_STATUSES)}).fetchall()
 
 
@@ -56,14 +61,14 @@ class ActionRecord:
     reason: str | None = None             # what PayPal was told (the approval's reason, or why it was forced)
 
 
-def record_action(conn: psycopg.Connection, record: ActionRecord) -> dict:
+def record_action(conn: psycopg.Connection, record: ActionRecord, source_schema: str = DEFAULT_SOURCE_SCHEMA) -> dict:
     """The audit row and, for a cancellation, the subscriptions row marked canceled: one transaction."""
     if record.outcome not in OUTCOMES:
         raise ValueError(f"unknown outcome {record.outcome!r}")
     approval = record.approval
     rows = []
     if record.outcome in (CANCELED, ALREADY_CANCELED) and approval is not None:
-        rows = mark_subscription_canceled(conn, approval.paypal_subscription_id)
+        rows = mark_subscription_canceled(conn, approval.paypal_subscription_id, source_schema)
     conn.execute(
         f"insert into {SCHEMA}.actions (idempotency_key, action, finding_id, paypal_subscription_id, subscription_id,"
         " approved_by, reason, forced, outcome, detail, paypal_status_before, paypal_status_after,"
