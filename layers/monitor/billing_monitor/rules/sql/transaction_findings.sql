@@ -52,6 +52,7 @@ charges as (
     from interesting i
     where lower(btrim(i.status, E' \t\r\n') collate "C") in ('completed')
       and coalesce(lower(btrim(i.transaction_type, E' \t\r\n') collate "C") not in ('refund'), true)
+      and i.amount is not null           -- an amount nobody knows is no money to count (rule-choices.md)
 ),
 in_sets as materialized (            -- one pass over subscriptions for every set the charges name
     select s.* from subs s
