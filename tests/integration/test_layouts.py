@@ -132,8 +132,10 @@ def _labels(strategy) -> list[str]:
     return list(strategy.elements)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def v2_scratch(pg_server):
+    """One database for every example of the test (hypothesis runs them in one call), truncated between them;
+    function-scoped: the runbook's roles are the server's, and the other tests make and drop them too."""
     sub_statuses = _labels(differential.STATUSES) + _labels(differential.LIVE) + _labels(differential.ENDED)
     db = create_layout_db(pg_server, sub_statuses, _labels(differential.TX_STATUSES))
     yield db
