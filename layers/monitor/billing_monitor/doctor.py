@@ -25,6 +25,7 @@ from billing_monitor.source import DEFAULT_SOURCE_SCHEMA, SOURCE_SCHEMA_ENV, quo
 from billing_monitor.store.migrations import SCHEMA, _migrations
 
 SECTIONS = ("database", "store", "paypal", "slack", "queue")
+API_ROLES = ("anon", "authenticated", "service_role")     # Supabase's API roles: never granted the views
 PRODUCTION_TABLES = ("contacts", "products", "subscriptions", "transactions")
 WRITES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
 OK, FAIL, WARN, SKIP = "✓", "✗", "!", "–"
@@ -161,7 +162,8 @@ def check_reader(config: DoctorConfig) -> Iterator[Line]:
             facts = _role_facts(conn)
             rights = _table_rights(conn, PRODUCTION_TABLES, schema)
             _, columns = source.columns_of(conn, schema)
-            writer = conn.execute("select rolname from pg_roles where rolname = 'monitor_writer'").fetchone()
+            roles = {r for (r,) in conn.execute(
+                "select rolname from pg_roles where rolname = any(%s)", (["monitor_writer", *API_ROLES],))}
             readable = all(rights.values()) and all(r["SELECT"] for r in rights.values())
             if readable and not source.missing_columns(columns):
                 for table in PRODUCTION_TABLES:
@@ -185,7 +187,8 @@ def check_reader(config: DoctorConfig) -> Iterator[Line]:
         yield Line(FAIL, f"reader: {user} may not read {', '.join(f'{schema}.{t}' for t in unreadable)}: grant select on"
                          f" {', '.join(f'{schema}.{t}' for t in unreadable)} to {user}")
     else:
-        layout_lines = list(check_layout(schema, columns, user, writer[0] if writer else None))
+        layout_lines = list(check_layout(schema, columns, user, "monitor_writer" if "monitor_writer" in roles else None,
+                                         tuple(r for r in API_ROLES if r in roles)))
         yield from layout_lines
         if not any(line.mark == FAIL for line in layout_lines):
             yield Line(OK, f"reader: {user} reads {', '.join(named)} (every column the checks use)")
@@ -226,7 +229,8 @@ USABLE_TYPES: dict[str, tuple[str, ...]] = {
 }
 
 
-def check_layout(schema: str, columns: dict[str, dict[str, str]], reader: str, writer: str | None) -> Iterator[Line]:
+def check_layout(schema: str, columns: dict[str, dict[str, str]], reader: str, writer: str | None,
+                 api_roles: tuple[str, ...] = ()) -> Iterator[Line]:
     """The source relations column by column: what is missing or of a type the checks cannot use; when something
     is missing, the views that map it (source.propose_views) and the layout's name when it is a known one."""
     missing = source.missing_columns(columns, PRODUCTION_TABLES)
@@ -245,7 +249,7 @@ def check_layout(schema: str, columns: dict[str, dict[str, str]], reader: str, w
     if layout:
         yield Line(WARN, f"reader: {schema} holds the {layout} layout: {source.PAGE} has its ready SQL block"
                          f" (<!-- layout: {layout} -->); the same, for this database, below")
-    proposal = source.propose_views(schema, columns, reader=reader, writer=writer)
+    proposal = source.propose_views(schema, columns, reader=reader, writer=writer, api_roles=api_roles)
     how = "; ".join(proposal.mapped) or "the columns as they are"
     if proposal.unresolved:
         yield Line(WARN, f"reader: views mapping {schema}'s tables below ({how}); no other name found for"

@@ -13,6 +13,7 @@ never a partial scan).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import psycopg
@@ -58,6 +59,21 @@ def quote_ident(name: str) -> str:
     if not name or "\x00" in name or "%" in name:        # '%': the queries carry psycopg's %(name)s parameters
         raise MonitorError(f"source schema {name!r} is not a schema name the monitor reads (empty, or holding % or NUL)")
     return '"' + name.replace('"', '""') + '"'
+
+
+_PLAIN = re.compile(r"^[a-z_][a-z0-9_]*$")
+# SQL key words that cannot stand as a bare name (PostgreSQL's reserved ones a layout might use as a name)
+_RESERVED = frozenset("""all analyse analyze and any array as asc asymmetric both case cast check collate column constraint
+    create current_catalog current_date current_role current_time current_timestamp current_user default deferrable desc
+    distinct do else end except false fetch for foreign from grant group having in initially intersect into lateral
+    leading limit localtime localtimestamp not null offset on only or order placing primary references returning select
+    session_user some symmetric system_user table then to trailing true union unique user using variadic when where
+    window with""".split())  # noqa: SIM905 (a list a person can read)
+
+
+def name_sql(name: str) -> str:
+    """An identifier as a person writes it: bare when it can be, quoted otherwise (for SQL printed to people)."""
+    return name if _PLAIN.match(name) and name not in _RESERVED else quote_ident(name)
 
 
 def quote_literal(text: str) -> str:
@@ -211,11 +227,12 @@ class Proposal:
 
 
 def propose_views(schema: str, columns: dict[str, dict[str, str]], *, target: str = PROPOSED_SCHEMA,
-                  reader: str | None = None, writer: str | None = None) -> Proposal:
+                  reader: str | None = None, writer: str | None = None, api_roles: tuple[str, ...] = ()) -> Proposal:
     """Views in `target` presenting the relations of `schema` in the contract layout, from the usual other names;
-    the grants the reader (select) and the writer (select, update on subscriptions) need. Every column the
-    cancel's mark writes stays a plain column reference: the subscriptions view stays auto-updatable."""
-    t = quote_ident(target)
+    the grants the reader (select) and the writer (select, update on subscriptions) need, and nobody else
+    (`api_roles`: Supabase's anon, authenticated, ... where they exist). Every column the cancel's mark writes stays
+    a plain column reference: the subscriptions view stays auto-updatable."""
+    t = name_sql(target)
     lines = [f"-- views presenting {schema}'s tables as billing-monitor reads them ({PAGE});",
              "-- run as the owner of the tables (Supabase: postgres), then set the source schema"
              f" (SourceSchema, --source-schema, {SOURCE_SCHEMA_ENV}) to {target}",
@@ -227,27 +244,28 @@ def propose_views(schema: str, columns: dict[str, dict[str, str]], *, target: st
         wanted = VIEW_COLUMNS[relation] + tuple(c for c in OPTIONAL_COLUMNS.get(relation, ()) if c in present)
         for column in wanted:
             if column in present:
-                select.append(f"t.{quote_ident(column)}")
+                select.append(f"t.{name_sql(column)}")
                 continue
             other = next((a for a in ALIASES.get((relation, column), ()) if a in present), None)
             if other:
-                select.append(f"t.{quote_ident(other)} as {quote_ident(column)}")
+                select.append(f"t.{name_sql(other)} as {name_sql(column)}")
                 mapped.append(f"{relation}.{column} <- {other}")
             elif (relation, column) in FALLBACKS:
-                select.append(f"{FALLBACKS[relation, column]} as {quote_ident(column)}")
+                select.append(f"{FALLBACKS[relation, column]} as {name_sql(column)}")
                 mapped.append(f"{relation}.{column} = null (no such column)")
             else:
-                select.append(f"/* FILL IN */ as {quote_ident(column)}")
+                select.append(f"/* FILL IN */ as {name_sql(column)}")
                 unresolved.append(f"{relation}.{column}")
-        lines.append(f"create or replace view {t}.{quote_ident(relation)} as\n    select "
-                     + ",\n           ".join(select)
-                     + f"\n    from {quote_ident(schema)}.{quote_ident(relation)} t;")
-    views = ", ".join(f"{t}.{quote_ident(r)}" for r in RELATIONS)
-    grantees = [quote_ident(r) for r in (reader, writer) if r]
+        lines.append(f"create or replace view {t}.{relation} as\n    select "
+                     + ", ".join(select)
+                     + f"\n    from {name_sql(schema)}.{relation} t;")
+    views = ", ".join(f"{t}.{r}" for r in RELATIONS)
+    lines.append(f"revoke all on {views} from {', '.join(['public', *map(name_sql, api_roles)])};")
+    grantees = [name_sql(r) for r in (reader, writer) if r]
     if grantees:
         lines.append(f"grant usage on schema {t} to {', '.join(grantees)};")
     if reader:
-        lines.append(f"grant select on {views} to {quote_ident(reader)};")
+        lines.append(f"grant select on {views} to {name_sql(reader)};")
     if writer:
-        lines.append(f"grant select, update on {t}.subscriptions to {quote_ident(writer)};")
+        lines.append(f"grant select, update on {t}.subscriptions to {name_sql(writer)};")
     return Proposal("\n".join(lines), mapped, unresolved)
