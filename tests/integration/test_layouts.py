@@ -333,3 +333,12 @@ def test_the_setting_is_read_by_both_functions(monkeypatch):
     assert CancelSettings.from_env(env).source_schema == VIEWS_SCHEMA
     assert ScanSettings.from_env({"BILLING_MONITOR_DSN": "postgresql://x@h/d"}).source_schema == "public"
 
+
+
+def test_doctor_names_a_column_of_a_type_the_checks_cannot_use(prod, capsys):
+    prod.execute("alter table public.subscriptions alter column amount type text")
+    code, out = doctor(capsys, "--dsn", prod.dsn, "--only", "database")
+    assert code == 1
+    assert ("✗ reader: public.subscriptions.amount is text: the monitor needs numeric or integer or bigint or"
+            " smallint or double precision or real (docs/owner-tables.md)") in out
+    assert SQL_BEGIN not in out                  # nothing is missing: no views proposed
