@@ -149,26 +149,28 @@ def phases(dsn: str) -> dict[str, float]:
     from billing_monitor import db, row_security
     from billing_monitor.report import build_report
     from billing_monitor.rules import checks
-    from billing_monitor.rules.registry import BILLING_DISCONNECT, SOURCE_RELATIONS
+    from billing_monitor.rules.registry import BILLING_DISCONNECT
     from billing_monitor.scan import ScanResult
+    from billing_monitor.source import RELATIONS, check_source
 
     tolerance = Decimal("1.00")
     times, clock = {}, time.perf_counter
     gc.disable()
     try:
         with db.connect(dsn, read_only=True) as conn:
+            source = check_source(conn)
             t = clock()
-            row_security.require_every_row(conn, "public", SOURCE_RELATIONS)
+            row_security.require_every_row(conn, source.schema, RELATIONS)
             times["row level security check (catalog)"] = clock() - t
             t = clock()
-            checks.find_row_counts(conn)
+            checks.find_row_counts(conn, source)
             times["row counts of the four tables (source_shrank)"] = clock() - t
             t = clock()
-            findings = checks.find_subscription_findings(conn, tolerance)
+            findings = checks.find_subscription_findings(conn, tolerance, source)
             times["subscription pass (SQL + rows to findings)"] = clock() - t
             t = clock()
             disconnects = [f for f in findings if f.check == BILLING_DISCONNECT]
-            findings += checks.find_transaction_findings(conn, tolerance, disconnects).findings
+            findings += checks.find_transaction_findings(conn, tolerance, disconnects, source).findings
             times["transaction pass (ended subscriptions, then SQL)"] = clock() - t
         t = clock()
         now = datetime.now(UTC)
@@ -217,14 +219,16 @@ def newest_bound(dsn: str) -> dict:
     sys.path.insert(0, str(ROOT / "layers" / "monitor"))
     from billing_monitor import db
     from billing_monitor.rules import checks
+    from billing_monitor.source import check_source
 
     with db.connect(dsn, read_only=True) as conn:
+        source = check_source(conn)
         plan = [line for (line,) in conn.execute("explain " + checks.load_query("newest_hint"))]
         node = next((m.group(1) for line in plan
                      if (m := re.search(r"((?:Parallel )?(?:Tid Range|Seq|Tid|Index|Index Only|Bitmap Heap) Scan)"
                                         r" on transactions", line))), "?")
         started = time.perf_counter()
-        hint = checks._newest_hint(conn)
+        hint = checks._newest_hint(conn, source)
         seconds = time.perf_counter() - started
         through = conn.execute("select count(*) from public.transactions where created_at > %s",
                                (hint,)).fetchone()[0] if hint is not None else 0

@@ -131,11 +131,11 @@ def test_store_failure_after_paypal_canceled_is_logged_each_time_then_audited_as
     real_record = cancellation.record_action
     crashes = []
 
-    def crash_twice(conn, record):
+    def crash_twice(conn, record, **kw):
         if record.outcome != "refused" and len(crashes) < 2:
             crashes.append(1)
             raise psycopg.OperationalError("server closed the connection unexpectedly")
-        return real_record(conn, record)
+        return real_record(conn, record, **kw)
 
     monkeypatch.setattr(cancellation, "record_action", crash_twice)
     event = load_event("sqs_approval_valid.json")

@@ -58,7 +58,7 @@ STATUSES = st.sampled_from(["active", " Active ", "paused", "past_due", "trialin
 TX_STATUSES = st.sampled_from(["completed", " Completed ", "COMPLETED", "refunded", "pending", "failed",
                                "reversed"])
 CURRENCIES = st.sampled_from(["USD", "usd ", " EUR"])
-CYCLES = st.sampled_from(["month", " Month", "year"])
+CYCLES = st.sampled_from(["month", " Month", "year", "monthly", "Annual", "weekly"])
 KAJABI_IDS = st.sampled_from([None, "", "123456", "654321", "I-ABC123", " I-ABC123 ", "i-abc123", "I-ab"])
 PAYPAL_IDS = st.sampled_from([None, None, "", "  ", "I-XYZ789", " I-QQQ111", "garbage"])
 SOURCES = st.sampled_from(["paypal", " PayPal ", "kajabi"])
@@ -67,8 +67,8 @@ TOLERANCES = st.sampled_from([Decimal("1.00"), Decimal("1.00"), Decimal("0.50"),
 LIVE = st.sampled_from(["active", "active", " Active ", "paused", "past_due", "trialing", "weird"])
 ENDED = st.sampled_from(["canceled", "CANCELED", " cancelled\n", "Expired", "\texpired"])
 # the same currency or cycle as written by different hands, and another one
-SAME_TEXT = {"USD": ["USD", "usd ", " Usd\t"], "EUR": ["EUR", " eur"], "month": ["month", " Month"],
-             "year": ["year", "YEAR\n"]}
+SAME_TEXT = {"USD": ["USD", "usd ", " Usd\t"], "EUR": ["EUR", " eur"], "month": ["month", " Month", "monthly"],
+             "year": ["year", "YEAR\n", "annual", " Yearly"]}
 OTHER_TEXT = {"USD": "EUR", "EUR": "USD", "month": "year", "year": "month"}
 DANGLING_CONTACT = uuid.UUID(int=99)
 DANGLING_SUBSCRIPTION = uuid.UUID(int=7777)

@@ -99,8 +99,8 @@ def test_a_charge_committed_while_the_scan_runs_is_not_half_seen(prod_read_write
     prod.paypal(c)
     real_pass = checks.find_subscription_findings
 
-    def then_a_charge_lands(conn, tolerance):
-        found = real_pass(conn, tolerance)
+    def then_a_charge_lands(conn, tolerance, *source):
+        found = real_pass(conn, tolerance, *source)
         prod.charge(c, date="2024-04-16")          # another session, committed
         return found
 

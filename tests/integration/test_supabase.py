@@ -83,7 +83,7 @@ def test_the_runbook_as_supabases_owner_lets_the_reader_see_what_a_database_with
     assert report["row_counts"] == scan_json(capsys, demo_db)["row_counts"]
     code, out = doctor(capsys, roles, "database", "store")
     assert code == 0, out
-    assert "✓ reader: row level security lets monitor_reader read every row of the four tables" in out
+    assert "✓ reader: row level security lets monitor_reader read every row of the four relations" in out
     assert "✓ store: row level security lets monitor_writer read and mark every row of public.subscriptions" in out
     # and the writer saves the reader's scan in the monitor's schema, as the scheduled function does
     code, _, err = run_cli(capsys, "scan", "--dsn", roles["reader"], "--store-dsn", roles["writer"], "--save")

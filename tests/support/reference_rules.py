@@ -86,9 +86,18 @@ def end_time(s: Sub) -> datetime:
     raise AssertionError("updated_at is never null")
 
 
+# import-layouts.md: month = monthly, year = yearly = annual (= annually, issue 18); any other only equals itself
+_CYCLE = {"monthly": "month", "yearly": "year", "annual": "year", "annually": "year"}
+
+
+def cycle(s: Sub) -> str:
+    word = trim(s.billing_cycle).lower()
+    return _CYCLE.get(word, word)
+
+
 def match(a: Sub, b: Sub, tol: Decimal) -> bool:
     return (a.contact_id is not None and a.contact_id == b.contact_id
-            and trim(a.billing_cycle).lower() == trim(b.billing_cycle).lower()
+            and cycle(a) == cycle(b)
             and trim(a.currency).lower() == trim(b.currency).lower()
             and abs(a.amount - b.amount) <= tol)
 

@@ -19,7 +19,7 @@ import psycopg
 from psycopg import conninfo, sql
 
 from billing_monitor.demo import load_demo_data, load_schema
-from billing_monitor.rules.registry import SOURCE_RELATIONS
+from billing_monitor.source import RELATIONS as SOURCE_RELATIONS
 
 OWNER = "supabase_owner"
 OWNER_PASSWORD = "owner-pw"
@@ -48,10 +48,10 @@ class SupabaseDB:
             return cur.fetchall() if cur.description else None
 
 
-def make_supabase_db(server_dsn: str, *, demo_data: bool = True) -> SupabaseDB:
-    """A new database as Supabase has it, holding the worked example (the first clean-up) unless told not to."""
+def new_database(server_dsn: str, prefix: str = "bm_supabase") -> tuple[str, str, str]:
+    """(name, admin DSN, owner DSN) of a new empty database that Supabase's postgres owns, with its `public`."""
     ensure_roles(server_dsn)
-    name = f"bm_supabase_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("create database {} owner {} template template0").format(
             sql.Identifier(name), sql.Identifier(OWNER)))
@@ -60,19 +60,31 @@ def make_supabase_db(server_dsn: str, *, demo_data: bool = True) -> SupabaseDB:
     with psycopg.connect(admin, autocommit=True) as conn:
         # PostgreSQL 14 and older: public is the bootstrap superuser's; Supabase's postgres owns it
         conn.execute(sql.SQL("alter schema public owner to {}").format(sql.Identifier(OWNER)))
+    return name, admin, owner
+
+
+def supabase_rls(conn: psycopg.Connection, tables=SOURCE_RELATIONS) -> None:
+    """As the tables' owner: Supabase's API roles may use them, row level security on, with the policies
+    Supabase's dashboard suggests (reading for `authenticated`, everything for `service_role`) and no other."""
+    assert not conn.execute("select rolsuper or rolbypassrls from pg_roles where rolname = current_user").fetchone()[0]
+    conn.execute(sql.SQL("grant usage on schema public to {}").format(sql.SQL(", ").join(map(sql.Identifier, API_ROLES))))
+    for table in tables:
+        ident = sql.Identifier("public", table)
+        conn.execute(sql.SQL("grant all on {} to anon, authenticated, service_role").format(ident))
+        conn.execute(sql.SQL("alter table {} enable row level security").format(ident))
+        conn.execute(sql.SQL('create policy "Enable read access for authenticated users" on {}'
+                             " for select to authenticated using (true)").format(ident))
+        conn.execute(sql.SQL('create policy "Service role has full access" on {}'
+                             " for all to service_role using (true) with check (true)").format(ident))
+
+
+def make_supabase_db(server_dsn: str, *, demo_data: bool = True) -> SupabaseDB:
+    """A new database as Supabase has it: the contract layout's tables, holding the worked example (the first
+    clean-up) unless told not to."""
+    name, admin, owner = new_database(server_dsn)
     with psycopg.connect(owner, autocommit=True) as conn:
-        assert not conn.execute("select rolsuper or rolbypassrls from pg_roles where rolname = current_user").fetchone()[0]
         load_schema(conn)
-        conn.execute(sql.SQL("grant usage on schema public to {}").format(
-            sql.SQL(", ").join(map(sql.Identifier, API_ROLES))))
-        for table in SOURCE_RELATIONS:
-            ident = sql.Identifier("public", table)
-            conn.execute(sql.SQL("grant all on {} to anon, authenticated, service_role").format(ident))
-            conn.execute(sql.SQL("alter table {} enable row level security").format(ident))
-            conn.execute(sql.SQL('create policy "Enable read access for authenticated users" on {}'
-                                 " for select to authenticated using (true)").format(ident))
-            conn.execute(sql.SQL('create policy "Service role has full access" on {}'
-                                 " for all to service_role using (true) with check (true)").format(ident))
+        supabase_rls(conn)
     if demo_data:
         load_demo_data(owner, create_tables=False)
     return SupabaseDB(admin=admin, owner=owner, name=name)

@@ -12,15 +12,20 @@ import pytest
 from billing_monitor.rules import checks as checks_module
 from billing_monitor.rules.finding import Charge, Finding
 from billing_monitor.rules.registry import (
+    BILLING_CYCLE_FOLDS,
     BLANKS,
+    CHARGE_STATUSES,
     CHECK_NAMES,
     CHECKS,
     ENDED_STATUSES,
+    NOT_CHARGE_TYPES,
     PAYPAL_CHECKS,
     PAYPAL_ID_PATTERN,
     PAYPAL_PASS,
     SEVERITIES,
     at_least,
+    fold_billing_cycle,
+    is_charge,
     is_ended_status,
     is_paypal_id,
 )
@@ -34,6 +39,72 @@ def test_the_sql_spells_the_ended_statuses_as_the_registry_does():
     lists = re.findall(r"\) in \(([^)]*)\) as ended", SQL["subs.sql"])
     assert len(lists) == 1
     assert tuple(re.findall(r"'([^']*)'", lists[0])) == ENDED_STATUSES
+
+
+def test_the_sql_folds_the_billing_cycles_as_the_registry_does():
+    folds = re.findall(r"when '([^']*)' then '([^']*)'", SQL["subs.sql"])
+    assert dict(folds) == BILLING_CYCLE_FOLDS
+    assert len(folds) == len(BILLING_CYCLE_FOLDS)
+
+
+def test_the_sql_spells_the_charge_statuses_and_the_refund_types_as_the_registry_does():
+    charges = re.search(r"charges as \((.*?)\n\),", SQL["transaction_findings.sql"], re.DOTALL).group(1)
+    [statuses] = re.findall(r"collate \"C\"\) in \(([^)]*)\)", charges)
+    assert tuple(re.findall(r"'([^']*)'", statuses)) == CHARGE_STATUSES
+    [types] = re.findall(r"collate \"C\"\) not in \(([^)]*)\)", charges)
+    assert tuple(re.findall(r"'([^']*)'", types)) == NOT_CHARGE_TYPES
+    assert "= 'completed'" not in ALL_SQL          # no second copy of the charge status
+
+
+def test_every_source_relation_is_read_from_the_source_schema():
+    assert "public." not in ALL_SQL
+    assert re.findall(r"from \{source\}\.(\w+)", ALL_SQL)
+
+
+@pytest.mark.parametrize(("schema", "quoted"), [
+    ("public", '"public"'), ("billing_source", '"billing_source"'), ('My "Views"', '"My ""Views"""'),
+])
+def test_load_query_quotes_the_source_schema_once_per_schema(schema, quoted):
+    query = checks_module.load_query("subscription_findings", schema)
+    assert f"from {quoted}.subscriptions s" in query
+    assert "{source" not in query
+    assert checks_module.load_query("subscription_findings", schema) is query        # cached
+
+
+def test_the_transaction_type_is_read_only_where_the_relation_has_it():
+    assert "t.transaction_type::text as transaction_type" in checks_module.load_query(
+        "transaction_findings", "public", True)
+    assert "null::text as transaction_type" in checks_module.load_query("transaction_findings", "public", False)
+
+
+def test_a_schema_name_the_queries_cannot_carry_is_refused():
+    from billing_monitor.errors import MonitorError
+
+    for bad in ("", "a%b", "a\x00b"):
+        with pytest.raises(MonitorError, match="source schema"):
+            checks_module.load_query("contacts", bad)
+
+
+@pytest.mark.parametrize(("cycle", "folded"), [
+    ("month", "month"), (" Monthly\n", "month"), ("year", "year"), ("YEARLY", "year"), ("annual", "year"),
+    ("Annually", "year"), ("weekly", "weekly"), ("week", "week"), (None, None),
+])
+def test_fold_billing_cycle(cycle, folded):
+    assert fold_billing_cycle(cycle) == folded
+
+
+@pytest.mark.parametrize(("status", "kind", "expected"), [
+    ("completed", None, True), (" Completed ", "subscription", True), ("disputed", None, False),
+    ("refunded", None, False), ("completed", "refund", False), ("completed", " REFUND ", False),
+    ("pending", "purchase", False), (None, None, False),
+])
+def test_is_charge(status, kind, expected):
+    assert is_charge(status, kind) is expected
+
+
+@pytest.mark.parametrize("status", ["trial", "trialing", "active", "paused", "past_due", "anything"])
+def test_trial_and_every_other_status_is_live(status):
+    assert not is_ended_status(status)
 
 
 def test_the_sql_uses_the_registrys_paypal_id_pattern_and_nothing_else():

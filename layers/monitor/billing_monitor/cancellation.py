@@ -83,7 +83,8 @@ class CancellationService:
     def fresh_findings(self) -> dict[str, dict]:
         """finding_id -> finding, every finding of a fresh read-only scan."""
         if self._fresh is None:
-            report = build_report(run_scan(self.settings.dsn_value, self.settings.tolerance))
+            report = build_report(run_scan(self.settings.dsn_value, self.settings.tolerance,
+                                         source_schema=self.settings.source_schema))
             self._fresh = {f["finding_id"]: f for f in report["findings"]}
         return self._fresh
 
@@ -101,7 +102,8 @@ class CancellationService:
         with self._store() as conn:
             result = record_action(conn, ActionRecord(
                 key=key, outcome=REFUSED, detail=reason, approval=approval, message=stored_body(delivery.body),
-                message_length=len(delivery.body), sender_id=delivery.sender_id, sender_arn=sender and sender.arn))
+                message_length=len(delivery.body), sender_id=delivery.sender_id, sender_arn=sender and sender.arn),
+                source_schema=self.settings.source_schema)
         self._tell(f":no_entry: Refused: {reason}"
                    + (f" (finding {approval.finding_id}, approved by {approval.approved_by})" if approval else ""))
         log.warning("approval refused", extra={"reason": reason, "key": key, "message_id": delivery.message_id})
@@ -134,7 +136,8 @@ class CancellationService:
                     key=key, outcome=outcome, detail=detail, approval=approval, message=stored_body(delivery.body),
                     message_length=len(delivery.body), sender_id=delivery.sender_id, sender_arn=sender.arn,
                     paypal_before=result.status_before, paypal_after=result.status_after,
-                    paypal_canceled_at=result.status_changed_at, reason=reason))
+                    paypal_canceled_at=result.status_changed_at, reason=reason),
+                    source_schema=self.settings.source_schema)
         except Exception as exc:
             raise CancellationNotRecorded(f"PayPal {approval.paypal_subscription_id} is {result.status_after},"
                                           f" but recording it failed: {first_line(exc)}") from exc
@@ -229,7 +232,8 @@ class CancellationService:
                                     s.paypal_client_secret.get_secret_value(), backoff_s=s.http_backoff_s,
                                     **({"search_days": 1} if paypal_id else {}))
             result = run_scan(s.dsn_value, s.tolerance, paypal=options, store_dsn=s.store_dsn_value,
-                              paypal_client=self.paypal, paypal_only={paypal_id} if paypal_id else None)
+                              paypal_client=self.paypal, paypal_only={paypal_id} if paypal_id else None,
+                              source_schema=s.source_schema)
             report = build_report(result)
             objects = {f.finding_id: f for f in result.findings}
             cache[paypal_id] = {f["finding_id"]: (f, objects.get(f["finding_id"])) for f in report["findings"]}

@@ -26,6 +26,7 @@ from billing_monitor.rules.registry import (
     at_least,
 )
 from billing_monitor.scan import DEFAULT_TOLERANCE, run_scan
+from billing_monitor.source import DEFAULT_SOURCE_SCHEMA, PAGE, SOURCE_SCHEMA_ENV, quote_ident
 from billing_monitor.store import has_table, list_actions, list_scans, load_finding, open_store, read_store, save_scan
 
 EXIT_OK, EXIT_ERROR, EXIT_FAIL_ON = 0, 1, 3
@@ -61,6 +62,20 @@ def _production_dsn_help(use: str) -> str:
 
 STORE_DSN_HELP = (f"DSN of the database that keeps the monitor's own schema, billing_monitor (default: ${STORE_DSN_ENV},"
                   " else the --dsn one)")
+
+
+SOURCE_SCHEMA_HELP = (f"the schema of the four relations the scan reads: tables, or views mapping your tables to the"
+                      f" layout the monitor reads ({PAGE}) (default: ${SOURCE_SCHEMA_ENV}, else public)")
+
+
+def _add_source_schema(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source-schema", default=None, metavar="SCHEMA", help=SOURCE_SCHEMA_HELP)
+
+
+def _source_schema(args) -> str:
+    schema = getattr(args, "source_schema", None) or os.environ.get(SOURCE_SCHEMA_ENV) or DEFAULT_SOURCE_SCHEMA
+    quote_ident(schema)           # MonitorError when the queries cannot carry it
+    return schema
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
@@ -126,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--save", action="store_true",
                       help="record the scan in the billing_monitor schema, as the scheduled function does")
     scan.add_argument("--store-dsn", default=None, help=STORE_DSN_HELP)
+    _add_source_schema(scan)
     _add_paypal_options(scan)
     _add_output_options(scan)
     history = command("history", "list the saved scans, newest first, with their counts and who was charged after canceling")
@@ -148,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     approve.add_argument("--queue-url", default=None, help=f"approvals queue (default: ${QUEUE_ENV})")
     approve.add_argument("--dsn", default=None, help=_production_dsn_help("scanned when no saved scan has the finding"))
     approve.add_argument("--store-dsn", default=None, help=STORE_DSN_HELP)
+    _add_source_schema(approve)
     letter = command("letter", "print the e-mail to a customer charged after canceling: what was charged and refunded")
     letter.add_argument("finding_id", help="the finding's 16-character id")
     letter.add_argument("--template", default=None, metavar="PATH",
@@ -155,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     letter.add_argument("--sender", default="The team", help="the signature (default: The team)")
     letter.add_argument("--dsn", default=None, help=_production_dsn_help("scanned when no saved scan has the finding"))
     letter.add_argument("--store-dsn", default=None, help=STORE_DSN_HELP)
+    _add_source_schema(letter)
     _add_paypal_options(letter)
     actions = command("actions", "list what the cancel function canceled or refused, and when")
     actions.add_argument("--dsn", default=None, help=_production_dsn_help("used when no store DSN is given"))
@@ -164,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                                " PayPal, Slack and the approvals queue, one line each with ✓ or the fix")
     doctor.add_argument("--dsn", default=None, help=_production_dsn_help("the reader role's (monitor_reader)"))
     doctor.add_argument("--store-dsn", default=None, help=f"the writer role's DSN (monitor_writer; default: ${STORE_DSN_ENV})")
+    _add_source_schema(doctor)
     doctor.add_argument("--paypal-id", default=None, metavar="I-…",
                         help="a PayPal subscription id to read (a current member's): proves the app may read subscriptions")
     doctor.add_argument("--post", action="store_true", help="post one test message to the Slack webhook")
@@ -233,7 +252,8 @@ def cmd_scan(args) -> int:
     paypal = paypal_options(args) if args.paypal else None
     with _without_cyclic_gc():
         result = run_scan(dsn, tolerance, statement_timeout_s=args.statement_timeout,
-                          stale_after_days=args.stale_after_days, paypal=paypal, store_dsn=_store_dsn(args))
+                          stale_after_days=args.stale_after_days, paypal=paypal, store_dsn=_store_dsn(args),
+                          source_schema=_source_schema(args))
         report = build_report(result)
     report_paypal_errors(report)
     if args.save:
@@ -307,7 +327,7 @@ def find_finding(args, *, refund: bool = False) -> dict:
             if saved and saved[1] and (not refund or saved[0].get("refund")):
                 return saved[0]
     options = paypal_options(args) if refund else None
-    report = build_report(run_scan(_dsn(args), DEFAULT_TOLERANCE, paypal=options))
+    report = build_report(run_scan(_dsn(args), DEFAULT_TOLERANCE, paypal=options, source_schema=_source_schema(args)))
     for finding in report["findings"]:
         if finding["finding_id"] == args.finding_id:
             return finding
@@ -407,12 +427,14 @@ def cmd_letter(args) -> int:
             refunds = refunds_of_finding(conn, args.finding_id)
     finding = saved[0] if saved and saved[1] and saved[0].get("refund") else None
     if finding is None and os.environ.get("PAYPAL_CLIENT_ID"):
-        report = build_report(run_scan(_dsn(args), DEFAULT_TOLERANCE, paypal=paypal_options(args)))
+        report = build_report(run_scan(_dsn(args), DEFAULT_TOLERANCE, paypal=paypal_options(args),
+                                       source_schema=_source_schema(args)))
         finding = next((f for f in report["findings"] if f["finding_id"] == args.finding_id), None)
     if finding is None and saved:
         finding = saved[0]
     if finding is None:
-        finding = next((f for f in build_report(run_scan(_dsn(args), DEFAULT_TOLERANCE))["findings"]
+        finding = next((f for f in build_report(run_scan(_dsn(args), DEFAULT_TOLERANCE,
+                                                         source_schema=_source_schema(args)))["findings"]
                         if f["finding_id"] == args.finding_id), None)
     if finding is None:
         raise MonitorError(f"finding {args.finding_id} is not in the saved scans nor in a fresh scan")
@@ -447,7 +469,7 @@ def cmd_doctor(args) -> int:
 
     sections = [s for s in (args.only or DOCTOR_SECTIONS) if s not in args.skip]
     config = config_from_env(dsn=args.dsn, store_dsn=args.store_dsn, paypal_id=args.paypal_id, post=args.post,
-                             queue_url=args.queue_url, sections=sections)
+                             queue_url=args.queue_url, sections=sections, source_schema=_source_schema(args))
     failed = 0
     for line in run_doctor(config):
         print(line, flush=True)

@@ -14,20 +14,6 @@ from psycopg import errors as pgerrors
 
 from billing_monitor.errors import MonitorError
 
-# The columns the scan reads, per production table (production_schema.sql).
-REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "contacts": ("id", "email", "first_name", "last_name"),
-    "subscriptions": (
-        "id", "contact_id", "kajabi_subscription_id", "paypal_subscription_id", "status", "amount",
-        "currency", "billing_cycle", "canceled_at", "ended_at", "updated_at",
-    ),
-    "transactions": (
-        "id", "contact_id", "subscription_id", "source", "amount", "currency", "status",
-        "transaction_date", "created_at",
-    ),
-}
-
-
 # ---------------------------------------------------------------- DSNs in messages
 #
 # A message about a database names its host and database, and never any part of its password. libpq's
@@ -288,19 +274,8 @@ def connect(dsn: str, *, read_only: bool, statement_timeout_s: float = 600,
         conn.close()
 
 
-def check_production_tables(conn: psycopg.Connection) -> None:
-    """Name the first missing table or column, before any check runs."""
-    rows = conn.execute(
-        "select table_name, column_name from information_schema.columns"
-        " where table_schema = 'public' and table_name = any(%s)",
-        (list(REQUIRED_COLUMNS),),
-    ).fetchall()
-    present: dict[str, set[str]] = {}
-    for table, column in rows:
-        present.setdefault(table, set()).add(column)
-    for table, columns in REQUIRED_COLUMNS.items():
-        if table not in present:
-            raise MonitorError(f"table public.{table} missing (or not readable by this role)")
-        for column in columns:
-            if column not in present[table]:
-                raise MonitorError(f"column public.{table}.{column} missing")
+def check_production_tables(conn: psycopg.Connection, schema: str = "public"):
+    """Name the first missing relation or column of the source schema, before any check runs (source.py)."""
+    from billing_monitor.source import check_source
+
+    return check_source(conn, schema)

@@ -19,15 +19,19 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from billing_monitor import db, row_security
+from billing_monitor import db, row_security, source
 from billing_monitor.errors import MonitorError
-from billing_monitor.rules.registry import SOURCE_RELATIONS
+from billing_monitor.source import DEFAULT_SOURCE_SCHEMA, SOURCE_SCHEMA_ENV, quote_ident
 from billing_monitor.store.migrations import SCHEMA, _migrations
 
 SECTIONS = ("database", "store", "paypal", "slack", "queue")
-PRODUCTION_TABLES = SOURCE_RELATIONS
+API_ROLES = ("anon", "authenticated", "service_role")     # Supabase's API roles: never granted the views
+PRODUCTION_TABLES = source.RELATIONS
 WRITES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
 OK, FAIL, WARN, SKIP = "✓", "✗", "!", "–"
+SQL_BLOCK = ""          # a Line that is SQL to run, printed as it is between two marker lines
+SQL_BEGIN = "-- billing-monitor doctor: proposed SQL begins"
+SQL_END = "-- billing-monitor doctor: proposed SQL ends"
 SLACK_HOSTS = ("hooks.slack.com", "hooks.slack-gov.com")
 SLACK_PATH = re.compile(r"/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "host.docker.internal")
@@ -40,6 +44,8 @@ class Line:
     text: str
 
     def __str__(self) -> str:
+        if self.mark == SQL_BLOCK:
+            return f"{SQL_BEGIN}\n{self.text}\n{SQL_END}"
         return f"{self.mark} {self.text}"
 
 
@@ -55,12 +61,13 @@ class DoctorConfig:
     slack_webhook: str | None = None
     post: bool = False
     queue_url: str | None = None
+    source_schema: str = DEFAULT_SOURCE_SCHEMA
     sections: tuple[str, ...] = SECTIONS
     problems: dict[str, str] = field(default_factory=dict)   # section -> why its configuration could not be read
 
 
 def config_from_env(*, dsn=None, store_dsn=None, paypal_id=None, post=False, queue_url=None,
-                    sections=SECTIONS, env=None) -> DoctorConfig:
+                    sections=SECTIONS, env=None, source_schema=None) -> DoctorConfig:
     """What the functions would read (X, X_SECRET, X_PARAMETER), the command line's options first."""
     from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
     from botocore.exceptions import BotoCoreError, ClientError
@@ -70,6 +77,7 @@ def config_from_env(*, dsn=None, store_dsn=None, paypal_id=None, post=False, que
     unreadable = (MonitorError, GetParameterError, BotoCoreError, ClientError)
     env = os.environ if env is None else env
     config = DoctorConfig(paypal_id=paypal_id, post=post, sections=tuple(sections),
+                          source_schema=source_schema or env.get(SOURCE_SCHEMA_ENV) or DEFAULT_SOURCE_SCHEMA,
                           paypal_environment=env.get("PAYPAL_ENVIRONMENT") or None,
                           paypal_base_url=env.get("PAYPAL_BASE_URL") or None,
                           queue_url=queue_url or env.get("BILLING_MONITOR_APPROVALS_QUEUE_URL") or None)
@@ -131,7 +139,7 @@ def _table_rights(conn: psycopg.Connection, tables, schema: str = "public") -> d
     """Per table: whether it exists, and the privileges of the current role on it."""
     rights = {}
     for table in tables:
-        name = f"{schema}.{table}"
+        name = f"{quote_ident(schema)}.{quote_ident(table)}"
         exists = conn.execute("select to_regclass(%s) is not null", (name,)).fetchone()[0]
         if not exists:
             rights[table] = None
@@ -147,19 +155,20 @@ def check_reader(config: DoctorConfig) -> Iterator[Line]:
         yield Line(FAIL, "database: not configured: set BILLING_MONITOR_DSN (the monitor_reader role's DSN) or pass --dsn")
         return
     target = db.describe_target(config.dsn)
+    schema = config.source_schema
+    columns: dict[str, dict[str, str]] = {}
     try:
         with _connect(config.dsn, "reader") as conn:
             facts = _role_facts(conn)
-            rights = _table_rights(conn, PRODUCTION_TABLES)
-            columns_problem = None
-            hidden = row_security.blind_spots(conn, "public", tuple(t for t, r in rights.items() if r))
-            if all(rights.values()) and all(r["SELECT"] for r in rights.values()):
-                try:
-                    db.check_production_tables(conn)
-                    for table in PRODUCTION_TABLES:
-                        conn.execute(f"select 1 from public.{table} limit 1").fetchall()
-                except MonitorError as exc:
-                    columns_problem = str(exc)
+            rights = _table_rights(conn, PRODUCTION_TABLES, schema)
+            _, columns = source.columns_of(conn, schema)
+            roles = {r for (r,) in conn.execute(
+                "select rolname from pg_roles where rolname = any(%s)", (["monitor_writer", *API_ROLES],))}
+            readable = all(rights.values()) and all(r["SELECT"] for r in rights.values())
+            if readable and not source.missing_columns(columns):
+                for table in PRODUCTION_TABLES:
+                    conn.execute(f"select 1 from {quote_ident(schema)}.{quote_ident(table)} limit 1").fetchall()
+            hidden = row_security.blind_spots(conn, schema, tuple(t for t, r in rights.items() if r))
             schema_readable = conn.execute(
                 "select to_regnamespace(%s) is not null and has_schema_privilege(%s, 'USAGE')", (SCHEMA, SCHEMA)).fetchone()[0]
             history_readable = schema_readable and all(
@@ -168,27 +177,30 @@ def check_reader(config: DoctorConfig) -> Iterator[Line]:
         yield Line(FAIL, f"database: {exc}")
         return
     user = facts["user"]
+    named = [f"{schema}.{t}" for t in PRODUCTION_TABLES]
     yield Line(OK, f"database: connected to {target} as {user} (PostgreSQL {facts['version']})")
     missing = [t for t, r in rights.items() if r is None]
     unreadable = [t for t, r in rights.items() if r is not None and not r["SELECT"]]
     if missing:
-        yield Line(FAIL, f"reader: table {', '.join('public.' + t for t in missing)} missing, or invisible to {user}"
-                         " (grant usage on schema public to it)")
+        yield Line(FAIL, f"reader: table {', '.join(f'{schema}.{t}' for t in missing)} missing, or invisible to {user}"
+                         f" (grant usage on schema {schema} to it)")
     elif unreadable:
-        yield Line(FAIL, f"reader: {user} may not read {', '.join('public.' + t for t in unreadable)}: grant select on"
-                         f" {', '.join('public.' + t for t in unreadable)} to {user}")
-    elif columns_problem:
-        yield Line(FAIL, f"reader: {columns_problem}")
+        yield Line(FAIL, f"reader: {user} may not read {', '.join(f'{schema}.{t}' for t in unreadable)}: grant select on"
+                         f" {', '.join(f'{schema}.{t}' for t in unreadable)} to {user}")
     else:
-        yield Line(OK, f"reader: {user} reads public.{', public.'.join(PRODUCTION_TABLES)} (every column the checks use)")
-    yield from _row_security_lines("reader", user, hidden, "read every row of the four tables")
+        layout_lines = list(check_layout(schema, columns, user, "monitor_writer" if "monitor_writer" in roles else None,
+                                         tuple(r for r in API_ROLES if r in roles)))
+        yield from layout_lines
+        if not any(line.mark == FAIL for line in layout_lines):
+            yield Line(OK, f"reader: {user} reads {', '.join(named)} (every column the checks use)")
+    yield from _row_security_lines("reader", user, hidden, "read every row of the four relations")
     writable = {t: [p for p in WRITES if r[p]] for t, r in rights.items() if r and any(r[p] for p in WRITES)}
     problems = []
     if facts["superuser"]:
         problems.append(f"{user} is a superuser: scan with a role of its own (docs/deploy.md, step 1)")
     for table, privileges in writable.items():
-        problems.append(f"{user} may {'/'.join(privileges)} public.{table}: revoke {', '.join(p.lower() for p in privileges)}"
-                        f" on public.{table} from {user}")
+        problems.append(f"{user} may {'/'.join(privileges)} {schema}.{table}: revoke"
+                        f" {', '.join(p.lower() for p in privileges)} on {schema}.{table} from {user}")
     if facts["create_in_public"]:
         problems.append(f"{user} may create tables in schema public: revoke create on schema public from {user}"
                         " (and from public)")
@@ -221,6 +233,47 @@ def _row_security_lines(section: str, user: str, hidden: list[row_security.Blind
         yield Line(OK, f"{section}: row level security lets {user} {allowed} (or is off)")
 
 
+#: Types a contract column may have (format_type's names, by prefix); a column not listed may have any type
+#: (text, an enum, citext, varchar: the scan compares them as text).
+USABLE_TYPES: dict[str, tuple[str, ...]] = {
+    "id": ("uuid",), "contact_id": ("uuid",), "subscription_id": ("uuid",),
+    "amount": ("numeric", "integer", "bigint", "smallint", "double precision", "real"),
+    "canceled_at": ("timestamp", "date"), "ended_at": ("timestamp", "date"), "updated_at": ("timestamp", "date"),
+    "transaction_date": ("timestamp", "date"), "created_at": ("timestamp", "date"),
+}
+
+
+def check_layout(schema: str, columns: dict[str, dict[str, str]], reader: str, writer: str | None,
+                 api_roles: tuple[str, ...] = ()) -> Iterator[Line]:
+    """The source relations column by column: what is missing or of a type the checks cannot use; when something
+    is missing, the views that map it (source.propose_views) and the layout's name when it is a known one."""
+    missing = source.missing_columns(columns, PRODUCTION_TABLES)
+    for relation, cols in missing.items():
+        yield Line(FAIL, f"reader: {schema}.{relation} lacks {', '.join(cols)} (the columns the monitor reads:"
+                         f" {source.PAGE})")
+    for relation in PRODUCTION_TABLES:
+        for column, type_name in columns.get(relation, {}).items():
+            usable = USABLE_TYPES.get(column)
+            if column in source.REQUIRED_COLUMNS[relation] and usable and not type_name.startswith(usable):
+                yield Line(FAIL, f"reader: {schema}.{relation}.{column} is {type_name}: the monitor needs"
+                                 f" {' or '.join(usable)} ({source.PAGE})")
+    if not missing:
+        return
+    layout = source.recognize_layout(columns)
+    if layout:
+        yield Line(WARN, f"reader: {schema} holds the {layout} layout: {source.PAGE} has its ready SQL block"
+                         f" (<!-- layout: {layout} -->); the same, for this database, below")
+    proposal = source.propose_views(schema, columns, reader=reader, writer=writer, api_roles=api_roles)
+    how = "; ".join(proposal.mapped) or "the columns as they are"
+    if proposal.unresolved:
+        yield Line(WARN, f"reader: views mapping {schema}'s tables below ({how}); no other name found for"
+                         f" {', '.join(proposal.unresolved)}: write it in place of /* FILL IN */ before running it")
+    else:
+        yield Line(WARN, f"reader: views mapping {schema}'s tables ({how}): run this as the tables' owner, then set"
+                         f" the source schema to {source.PROPOSED_SCHEMA} (--source-schema, SourceSchema)")
+    yield Line(SQL_BLOCK, proposal.sql)
+
+
 # ---------------------------------------------------------------- the database: the writer
 
 
@@ -247,8 +300,8 @@ def check_writer(config: DoctorConfig) -> Iterator[Line]:
             if schema_exists and usage and conn.execute(
                     "select to_regclass(%s) is not null", (f"{SCHEMA}.schema_migrations",)).fetchone()[0]:
                 applied = {v for (v,) in conn.execute(f"select version from {SCHEMA}.schema_migrations")}
-            rights = _table_rights(conn, PRODUCTION_TABLES)
-            hidden = row_security.blind_spots(conn, "public", ("subscriptions",),
+            rights = _table_rights(conn, PRODUCTION_TABLES, config.source_schema)
+            hidden = row_security.blind_spots(conn, config.source_schema, ("subscriptions",),
                                               (row_security.SELECT, row_security.UPDATE)) if rights["subscriptions"] else []
     except MonitorError as exc:
         yield Line(FAIL, f"store: {exc}")
@@ -271,21 +324,23 @@ def check_writer(config: DoctorConfig) -> Iterator[Line]:
         state = f"{len(pending)} migration(s) to apply on the first save" if pending else "its migrations are applied"
         yield Line(OK, f"store: {user} may create and migrate {SCHEMA} ({state})")
     subscriptions = rights.get("subscriptions")
+    marked = f"{config.source_schema}.subscriptions"
     if subscriptions is None:
-        yield Line(FAIL, f"store: public.subscriptions missing or invisible to {user} (grant usage on schema public)")
+        yield Line(FAIL, f"store: {marked} missing or invisible to {user} (grant usage on schema"
+                         f" {config.source_schema})")
     elif not (subscriptions["UPDATE"] and subscriptions["SELECT"]):
-        yield Line(FAIL, f"store: {user} may not mark a canceled subscription: grant select, update on public.subscriptions"
+        yield Line(FAIL, f"store: {user} may not mark a canceled subscription: grant select, update on {marked}"
                          f" to {user}")
     else:
-        yield Line(OK, f"store: {user} may mark a canceled subscription (UPDATE on public.subscriptions)")
-        yield from _row_security_lines("store", user, hidden, "read and mark every row of public.subscriptions")
+        yield Line(OK, f"store: {user} may mark a canceled subscription (UPDATE on {marked})")
+        yield from _row_security_lines("store", user, hidden, f"read and mark every row of {marked}")
     extra = {t: [p for p in WRITES if r[p] and not (t == "subscriptions" and p == "UPDATE")]
              for t, r in rights.items() if r}
     extra = {t: p for t, p in extra.items() if p}
     if facts["superuser"] or extra:
         what = "is a superuser" if facts["superuser"] else "may also " + "; ".join(
-            f"{'/'.join(p)} public.{t}" for t, p in extra.items())
-        yield Line(WARN, f"store: {user} {what}: it needs only UPDATE on public.subscriptions (a role of its own:"
+            f"{'/'.join(p)} {config.source_schema}.{t}" for t, p in extra.items())
+        yield Line(WARN, f"store: {user} {what}: it needs only UPDATE on {marked} (a role of its own:"
                          " docs/deploy.md, step 1)")
 
 

@@ -153,7 +153,7 @@ def run_monitoring(settings: ScanSettings, *, schedule: str = MANUAL, publish: C
     try:
         result = run_scan(settings.dsn_value, settings.tolerance, statement_timeout_s=settings.statement_timeout_s,
                           stale_after_days=settings.stale_after_days, paypal=settings.paypal_options(remaining_s),
-                          store_dsn=settings.store_dsn_value)
+                          store_dsn=settings.store_dsn_value, source_schema=settings.source_schema)
         report = build_report(result)
         stage = "saving the scan"
         with open_store(settings.store_dsn_value) as conn:      # one transaction: all or nothing

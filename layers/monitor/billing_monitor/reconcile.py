@@ -64,6 +64,7 @@ from billing_monitor.rules.registry import (
     SEARCH_REFERENCE_TYPE,
     SEARCH_WINDOW_DAYS,
 )
+from billing_monitor.source import Source
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +156,13 @@ def kind1_ids(findings: Iterable[Finding]) -> list[str]:
                    and PAYPAL_ID.match(f.action_paypal_id)})
 
 
-def find_watched(conn, findings: list[Finding], tolerance: Decimal, settled: set[str]) -> WatchList:
+def find_watched(conn, findings: list[Finding], tolerance: Decimal, settled: set[str],
+                 source: Source | None = None) -> WatchList:
     """The watched ids, each once, with their cancellation time: the earlier of K and P (P only when every row
     holding the id is ended). A kind (1) id with neither counts from the latest end among its ended rows."""
     first = set(kind1_ids(findings))
     watched, skipped = [], 0
-    for r in _stream(conn, "paypal_watched", {"tol": tolerance, "kind1": sorted(first)}):
+    for r in _stream(conn, "paypal_watched", {"tol": tolerance, "kind1": sorted(first)}, source or Source()):
         kind = 1 if r.paypal_id in first else 2
         if kind == 2 and r.paypal_id in settled:
             skipped += 1
@@ -360,15 +362,18 @@ class PayPalSide:
 Lookup = Callable[[list[str], list[str]], tuple[set[str], set[str]]]
 
 
-def lookup_in(dsn: str, statement_timeout_s: float = 600) -> Lookup:
-    """(imported transaction ids, subscription ids some row names), from one short read-only transaction."""
+def lookup_in(dsn: str, statement_timeout_s: float = 600, source: Source | None = None) -> Lookup:
+    """(imported transaction ids, subscription ids some row names), from one short read-only transaction on the
+    source relations (`source`: as the scan found them)."""
+    source = source or Source()
+
     def lookup(transaction_ids: list[str], subscription_ids: list[str]) -> tuple[set[str], set[str]]:
         if not transaction_ids and not subscription_ids:
             return set(), set()
         with db.connect(dsn, read_only=True, statement_timeout_s=statement_timeout_s) as conn:
-            imported = {r.external_id for r in _stream(conn, "paypal_imported", {"ids": transaction_ids})} \
+            imported = {r.external_id for r in _stream(conn, "paypal_imported", {"ids": transaction_ids}, source)} \
                 if transaction_ids else set()
-            known = {r.id for r in _stream(conn, "paypal_known_ids", {"ids": subscription_ids})} \
+            known = {r.id for r in _stream(conn, "paypal_known_ids", {"ids": subscription_ids}, source)} \
                 if subscription_ids else set()
         return imported, known
     return lookup

@@ -12,7 +12,8 @@ from decimal import Decimal
 from billing_monitor import db, row_security
 from billing_monitor.errors import MonitorError
 from billing_monitor.rules import Finding, run_checks
-from billing_monitor.rules.registry import DEFAULT_STALE_AFTER_DAYS, SOURCE_RELATIONS
+from billing_monitor.rules.registry import DEFAULT_STALE_AFTER_DAYS
+from billing_monitor.source import DEFAULT_SOURCE_SCHEMA, RELATIONS, check_source
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,11 @@ class ScanResult:
 def run_scan(dsn: str, tolerance: Decimal = DEFAULT_TOLERANCE, *, statement_timeout_s: float = 600,
              work_mem: str = "64MB", stale_after_days: int = DEFAULT_STALE_AFTER_DAYS,
              now: datetime | None = None, paypal=None, store_dsn: str | None = None,
-             paypal_client=None, paypal_only: set[str] | None = None) -> ScanResult:
-    """Scan the production tables behind `dsn`. Raises MonitorError with a readable message.
+             paypal_client=None, paypal_only: set[str] | None = None,
+             source_schema: str = DEFAULT_SOURCE_SCHEMA) -> ScanResult:
+    """Scan the source relations (schema `source_schema`: tables, or views presenting the owner's tables in the
+    contract layout, docs/owner-tables.md) behind `dsn`. Raises MonitorError with a readable message; a missing
+    relation or column stops it before any check runs.
 
     `paypal` (reconcile.PayPalOptions) adds PayPal's side; the settled ids are read from the `billing_monitor`
     schema of `store_dsn` (default: the scanned database), read-only. `paypal_only` asks PayPal about those
@@ -44,9 +48,9 @@ def run_scan(dsn: str, tolerance: Decimal = DEFAULT_TOLERANCE, *, statement_time
     """
     started = datetime.now(UTC)
     with db.connect(dsn, read_only=True, statement_timeout_s=statement_timeout_s, work_mem=work_mem) as conn:
-        db.check_production_tables(conn)
-        row_security.require_every_row(conn, "public", SOURCE_RELATIONS)      # never a report from a partial view
-        checked = run_checks(conn, tolerance, stale_after_days=stale_after_days, now=now or started,
+        source = check_source(conn, source_schema)
+        row_security.require_every_row(conn, source.schema, RELATIONS)      # never a report from a partial view
+        checked = run_checks(conn, tolerance, stale_after_days=stale_after_days, now=now or started, source=source,
                              previous_counts=_previous_counts(conn, dsn, store_dsn, statement_timeout_s))
         watch = None
         if paypal is not None:
@@ -55,7 +59,7 @@ def run_scan(dsn: str, tolerance: Decimal = DEFAULT_TOLERANCE, *, statement_time
             settled = reconcile.read_settled(conn) if not store_dsn or store_dsn == dsn else None
             if settled is None:
                 settled = reconcile.read_settled_from(store_dsn)
-            watch = reconcile.find_watched(conn, checked.findings, tolerance, settled)
+            watch = reconcile.find_watched(conn, checked.findings, tolerance, settled, source)
             if paypal_only is not None:
                 watch.watched = [w for w in watch.watched if w.paypal_id in paypal_only]
     findings = checked.findings
@@ -63,7 +67,7 @@ def run_scan(dsn: str, tolerance: Decimal = DEFAULT_TOLERANCE, *, statement_time
     if watch is not None:
         from billing_monitor import reconcile
 
-        side = reconcile.reconcile(paypal, watch, reconcile.lookup_in(dsn, statement_timeout_s), client=paypal_client)
+        side = reconcile.reconcile(paypal, watch, reconcile.lookup_in(dsn, statement_timeout_s, source), client=paypal_client)
         reconcile.apply_blocks(findings, side.blocks)
         findings = findings + side.findings
         paypal_block, settled_now = side.summary, side.settled

@@ -29,6 +29,7 @@ from billing_monitor.rules.registry import (
     DEFAULT_PAYPAL_SEARCH_DAYS,
     DEFAULT_STALE_AFTER_DAYS,
 )
+from billing_monitor.source import DEFAULT_SOURCE_SCHEMA, SOURCE_SCHEMA_ENV, quote_ident
 
 CACHE_SECONDS = 300
 
@@ -95,6 +96,9 @@ class FunctionSettings(BaseSettings):
     store_dsn: SecretStr | None = Field(None, alias="BILLING_MONITOR_STORE_DSN",
                                         description="the monitor's own schema (default: the DSN above)")
     tolerance: Decimal = Field(Decimal("1.00"), alias="BILLING_MONITOR_TOLERANCE")
+    source_schema: str = Field(DEFAULT_SOURCE_SCHEMA, alias=SOURCE_SCHEMA_ENV,
+                               description="the schema of the four relations the scan reads and the cancel marks"
+                                           " (tables, or views: docs/owner-tables.md)")
     slack_webhook_url: SecretStr | None = Field(None, alias="SLACK_WEBHOOK_URL")
     http_backoff_s: float = Field(0.5, alias="BILLING_MONITOR_HTTP_BACKOFF", ge=0)
 
@@ -115,6 +119,12 @@ class FunctionSettings(BaseSettings):
     @classmethod
     def _tolerance(cls, value):
         return parse_tolerance(value)       # MonitorError: "tolerance must be a non-negative number, got ..."
+
+    @field_validator("source_schema", mode="before")
+    @classmethod
+    def _source_schema(cls, value):
+        quote_ident(str(value))            # MonitorError: a name the queries cannot carry
+        return value
 
     @model_validator(mode="after")
     def _store_defaults_to_production(self):

@@ -36,10 +36,10 @@ from billing_monitor.rules.registry import (
     POST_CANCELLATION_CHARGE,
     SHRANK_BELOW_SHARE,
     SHRANK_MIN_ROWS,
-    SOURCE_RELATIONS,
     SOURCE_SHRANK,
     STALE_IMPORT,
 )
+from billing_monitor.source import DEFAULT_SOURCE_SCHEMA, RELATIONS, Source, qualified, quote_ident, quote_literal
 
 NEWEST_IMPORT = "newest_import"            # transaction_findings' last row: the newest transactions.created_at
 _STREAM_CHUNK = 2000 if psycopg.capabilities.has_stream_chunked() else 1
@@ -47,18 +47,30 @@ _USES = re.compile(r"^-- uses:(.*)$", re.MULTILINE)
 
 
 @cache
-def load_query(name: str) -> str:
-    """A query file with the shared CTEs it names on its `-- uses:` line put in front."""
+def load_query(name: str, schema: str = DEFAULT_SOURCE_SCHEMA, transaction_type: bool = False) -> str:
+    """A query file with the shared CTEs it names on its `-- uses:` line put in front, reading the source
+    relations of `schema` (`{source}`: the schema quoted as an identifier; `{source_text}`: that as a string
+    literal), and `transactions.transaction_type` when the relation has it (`{transaction_type}`). Once per
+    schema: the text is cached."""
     sql_dir = resources.files("billing_monitor.rules") / "sql"
     text = (sql_dir / f"{name}.sql").read_text()
     uses = [u.strip() for u in _USES.search(text).group(1).split(",") if u.strip()]
-    if not uses:
-        return text
-    ctes = [(sql_dir / f"{u}.sql").read_text().strip() for u in uses]
-    body = "\n".join(line for line in text.splitlines() if not line.startswith("--")).lstrip()
-    if body.lower().startswith("select"):
-        return "with " + ",\n".join(ctes) + "\n" + text
-    return "with " + ",\n".join([*ctes, text])
+    if uses:
+        ctes = [(sql_dir / f"{u}.sql").read_text().strip() for u in uses]
+        body = "\n".join(line for line in text.splitlines() if not line.startswith("--")).lstrip()
+        if body.lower().startswith("select"):
+            text = "with " + ",\n".join(ctes) + "\n" + text
+        else:
+            text = "with " + ",\n".join([*ctes, text])
+    schema_ident = quote_ident(schema)
+    return (text.replace("{source_text}", quote_literal(schema_ident))
+            .replace("{source}", schema_ident)
+            .replace("{transaction_type}", "t.transaction_type::text" if transaction_type else "null::text"))
+
+
+def source_query(name: str, source: Source) -> str:
+    """load_query for the source relations `source` describes."""
+    return load_query(name, source.schema, source.has("transactions", "transaction_type"))
 
 
 def _cursor(conn: psycopg.Connection) -> psycopg.Cursor:
@@ -68,20 +80,20 @@ def _cursor(conn: psycopg.Connection) -> psycopg.Cursor:
     return cur
 
 
-def _stream(conn: psycopg.Connection, name: str, params: dict):
+def _stream(conn: psycopg.Connection, name: str, params: dict, source: Source):
     with _cursor(conn) as cur:
         # chunks of rows (libpq >= 17; one row at a time with an older libpq): the memory of a
         # chunk, without the cost of one result object per row
-        yield from cur.stream(load_query(name), params, size=_STREAM_CHUNK)
+        yield from cur.stream(source_query(name, source), params, size=_STREAM_CHUNK)
 
 
-def find_subscription_findings(conn, tol: Decimal) -> list[Finding]:
+def find_subscription_findings(conn, tol: Decimal, source: Source) -> list[Finding]:
     """Checks 1-3 and the subscription rows of checks 5 and 6.
 
     billing_disconnects come back with empty charges; find_transaction_findings fills them.
     """
     findings = []
-    for r in _stream(conn, "subscription_findings", {"tol": tol}):
+    for r in _stream(conn, "subscription_findings", {"tol": tol}, source):
         row = {
             "key": r.subscription_id, "subscription_id": r.subscription_id, "paypal_subscription_id": r.paypal_id,
             "contact_id": r.contact_id, "amount": r.amount, "currency": r.cur, "billing_cycle": r.cycle,
@@ -114,17 +126,18 @@ def _disconnect_params(disconnects: list[Finding]) -> dict:
     }
 
 
-def _ended_params(conn) -> dict:
+def _ended_params(conn, source: Source) -> dict:
     """The ended subscriptions as array literals (text from the server, sent back as it is)."""
     with _cursor(conn) as cur:
-        return cur.execute(load_query("ended_subscriptions")).fetchone()._asdict()
+        return cur.execute(source_query("ended_subscriptions", source)).fetchone()._asdict()
 
 
-def _newest_hint(conn) -> datetime | None:
-    """A lower bound of the newest transactions.created_at (the last pages); the exact max when they are empty."""
-    hint = conn.execute(load_query("newest_hint")).fetchone()[0]
-    if hint is None:    # empty table, or rows deleted at its end: ask for it exactly (a pass, rarely)
-        hint = conn.execute("select max(created_at) from public.transactions").fetchone()[0]
+def _newest_hint(conn, source: Source) -> datetime | None:
+    """A lower bound of the newest transactions.created_at (the last pages); the exact max when they are empty,
+    or when transactions is a view (no pages to look at the end of)."""
+    hint = conn.execute(source_query("newest_hint", source)).fetchone()[0] if source.is_table("transactions") else None
+    if hint is None:    # empty table, rows deleted at its end, a view: ask for it exactly (a pass)
+        hint = conn.execute(f"select max(created_at) from {source.rel('transactions')}").fetchone()[0]
     return hint
 
 
@@ -134,17 +147,17 @@ class TransactionPass:
     newest_import: datetime | None      # the newest transactions.created_at (None: no transaction)
 
 
-def find_transaction_findings(conn, tol: Decimal, disconnects: list[Finding]) -> TransactionPass:
+def find_transaction_findings(conn, tol: Decimal, disconnects: list[Finding], source: Source) -> TransactionPass:
     """orphaned_transaction and post_cancellation_charge findings, and the newest import; fills each
     disconnect's charges."""
     by_subscription = {f.subscription_id: f for f in disconnects}
     orphans: list[Finding] = []
     post_cancellation: dict[tuple, Finding] = {}
     newest_import = None
-    hint = _newest_hint(conn)
-    params = {"tol": tol, **_disconnect_params(disconnects), **_ended_params(conn),
+    hint = _newest_hint(conn, source)
+    params = {"tol": tol, **_disconnect_params(disconnects), **_ended_params(conn, source),
               "newest_hint": hint if hint is not None else datetime.max.replace(tzinfo=UTC)}
-    for r in _stream(conn, "transaction_findings", params):
+    for r in _stream(conn, "transaction_findings", params, source):
         if r.kind == NEWEST_IMPORT:          # the newest of the rows after the bound, else the bound itself
             newest_import = max(filter(None, (r.transaction_date, hint)), default=None)
             continue
@@ -172,11 +185,12 @@ def find_transaction_findings(conn, tol: Decimal, disconnects: list[Finding]) ->
     return TransactionPass(orphans + list(post_cancellation.values()), newest_import)
 
 
-def find_stale_import(conn, newest_import: datetime | None, now: datetime, stale_after_days: int) -> list[Finding]:
+def find_stale_import(conn, newest_import: datetime | None, now: datetime, stale_after_days: int,
+                      source: Source) -> list[Finding]:
     """stale_import: the newest import is older than `stale_after_days`, or transactions is empty while
     subscriptions is not (the imports have stopped; every other finding may be out of date)."""
     if newest_import is None:
-        if not conn.execute("select exists (select 1 from public.subscriptions)").fetchone()[0]:
+        if not conn.execute(f"select exists (select 1 from {source.rel('subscriptions')})").fetchone()[0]:
             return []                                       # an empty database is not a stopped import
         detail = "no transaction imported, but subscriptions are: the imports have stopped or never ran"
     else:
@@ -185,28 +199,31 @@ def find_stale_import(conn, newest_import: datetime | None, now: datetime, stale
             return []
         detail = (f"newest transaction imported {newest_import.astimezone(UTC):%Y-%m-%d}, {age.days} days before"
                   f" the scan (stale after {stale_after_days} days): every other finding may be out of date")
-    return [Finding(check=STALE_IMPORT, key="public.transactions", detail=detail)]
+    # keyed on the relation's name as people write it: public.transactions on the contract layout
+    return [Finding(check=STALE_IMPORT, key=qualified(source.schema, "transactions"), detail=detail)]
 
 
-def find_row_counts(conn) -> dict[str, int]:
-    """How many rows each of the four tables holds, in the scan's snapshot."""
+def find_row_counts(conn, source: Source) -> dict[str, int]:
+    """How many rows each of the four relations holds, in the scan's snapshot."""
     with _cursor(conn) as cur:
-        return cur.execute(load_query("row_counts")).fetchone()._asdict()
+        return cur.execute(source_query("row_counts", source)).fetchone()._asdict()
 
 
-def find_source_shrank(counts: dict[str, int], previous: tuple[dict[str, int], datetime] | None) -> list[Finding]:
+def find_source_shrank(counts: dict[str, int], previous: tuple[dict[str, int], datetime] | None,
+                       source: Source) -> list[Finding]:
     """source_shrank: a table holding less than half of what the previous saved scan read (which read at least 20):
     a truncated import, a changed policy or grant, the wrong database; every other finding may be wrong."""
     if previous is None:
         return []
     before, when = previous
     findings = []
-    for table in SOURCE_RELATIONS:
+    for table in RELATIONS:
         was, now = before.get(table), counts.get(table)
         if was is None or now is None or was < SHRANK_MIN_ROWS or now >= was * SHRANK_BELOW_SHARE:
             continue
-        findings.append(Finding(check=SOURCE_SHRANK, key=f"public.{table}", detail=(
-            f"public.{table} holds {now:,} rows; the previous saved scan ({when.astimezone(UTC):%Y-%m-%d}) read"
+        name = qualified(source.schema, table)
+        findings.append(Finding(check=SOURCE_SHRANK, key=name, detail=(
+            f"{name} holds {now:,} rows; the previous saved scan ({when.astimezone(UTC):%Y-%m-%d}) read"
             f" {was:,}: an import that emptied it, a changed policy or grant, or the wrong database")))
     return findings
 
@@ -219,37 +236,39 @@ class CheckResults:
 
 
 def run_checks(conn: psycopg.Connection, tolerance: Decimal, *, stale_after_days: int = DEFAULT_STALE_AFTER_DAYS,
-               now: datetime | None = None,
+               now: datetime | None = None, source: Source | None = None,
                previous_counts: tuple[dict[str, int], datetime] | None = None) -> CheckResults:
-    """Every check of the registry against the production tables, read-only. `previous_counts`: the row counts
-    of the previous saved scan and when it started (source_shrank; None: nothing to compare with)."""
-    counts = find_row_counts(conn)
-    findings = find_subscription_findings(conn, tolerance)
+    """Every check of the registry against the source relations (source.check_source's answer), read-only.
+    `previous_counts`: the row counts of the previous saved scan and when it started (source_shrank; None:
+    nothing to compare with)."""
+    source = source or Source()
+    counts = find_row_counts(conn, source)
+    findings = find_subscription_findings(conn, tolerance, source)
     disconnects = [f for f in findings if f.check == BILLING_DISCONNECT]
-    transactions = find_transaction_findings(conn, tolerance, disconnects)
+    transactions = find_transaction_findings(conn, tolerance, disconnects, source)
     findings += transactions.findings
-    findings += find_stale_import(conn, transactions.newest_import, now or datetime.now(UTC), stale_after_days)
-    findings += find_source_shrank(counts, previous_counts)
+    findings += find_stale_import(conn, transactions.newest_import, now or datetime.now(UTC), stale_after_days, source)
+    findings += find_source_shrank(counts, previous_counts, source)
     for finding in findings:
         if finding.charges:
             finding.charges.sort(key=lambda c: (c.date, str(c.transaction_id)))
-    attach_contacts(conn, findings)
-    attach_external_ids(conn, findings)
+    attach_contacts(conn, findings, source)
+    attach_external_ids(conn, findings, source)
     return CheckResults(findings, transactions.newest_import, counts)
 
 
-def attach_external_ids(conn, findings: list[Finding]) -> None:
+def attach_external_ids(conn, findings: list[Finding], source: Source) -> None:
     """Each listed charge's transactions.external_id, so that the owner can find it in PayPal (by primary key)."""
     ids = sorted({str(c.transaction_id) for f in findings for c in f.charges or ()})
     if not ids:
         return
-    external = {r.id: r.external_id for r in _stream(conn, "external_ids", {"ids": ids})}
+    external = {r.id: r.external_id for r in _stream(conn, "external_ids", {"ids": ids}, source)}
     for finding in findings:
         if finding.charges:
             finding.charges = [replace(c, external_id=external.get(str(c.transaction_id))) for c in finding.charges]
 
 
-def attach_contacts(conn, findings: list[Finding]) -> None:
+def attach_contacts(conn, findings: list[Finding], source: Source) -> None:
     """Contact details for the findings that do not have them yet (one set-based query)."""
     findings = [f for f in findings if f.contact is None and f.contact_id is not None]
     ids = sorted({f.contact_id for f in findings})
@@ -257,7 +276,7 @@ def attach_contacts(conn, findings: list[Finding]) -> None:
         return
     contacts = {
         r.id: Contact.from_row(r.id, r.email, r.first_name, r.last_name)
-        for r in _stream(conn, "contacts", {"ids": ids})
+        for r in _stream(conn, "contacts", {"ids": ids}, source)
     }
     for finding in findings:
         finding.contact = contacts.get(finding.contact_id)

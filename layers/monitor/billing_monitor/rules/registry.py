@@ -24,6 +24,30 @@ PAYPAL_ID = re.compile(PAYPAL_ID_PATTERN)
 ENDED_STATUSES: tuple[str, ...] = ("canceled", "cancelled", "expired")
 
 
+#: Billing cycles are compared after folding the usual spellings (import-layouts.md): each spelling (trimmed,
+#: lower-cased) here becomes the one the rules compare and the report prints; any other value only equals itself.
+BILLING_CYCLE_FOLDS: dict[str, str] = {"monthly": "month", "yearly": "year", "annual": "year", "annually": "year"}
+#: `transactions.status` values (trimmed, lower-cased) that make a row a charge; every other status (refunded,
+#: pending, failed, reversed, disputed, ...) is never a charge.
+CHARGE_STATUSES: tuple[str, ...] = ("completed",)
+#: `transactions.transaction_type` values (trimmed, lower-cased; the contract's optional column) that are never a
+#: charge, whatever their status (rule-choices.md, "Refund-type transactions").
+NOT_CHARGE_TYPES: tuple[str, ...] = ("refund",)
+
+
+def fold_billing_cycle(text: str | None) -> str | None:
+    if text is None:
+        return None
+    cycle = text.strip(BLANKS).lower()
+    return BILLING_CYCLE_FOLDS.get(cycle, cycle)
+
+
+def is_charge(status: str | None, transaction_type: str | None = None) -> bool:
+    if transaction_type is not None and transaction_type.strip(BLANKS).lower() in NOT_CHARGE_TYPES:
+        return False
+    return status is not None and status.strip(BLANKS).lower() in CHARGE_STATUSES
+
+
 def is_paypal_id(text: str | None) -> bool:
     return text is not None and PAYPAL_ID.match(text.strip(BLANKS)) is not None
 
@@ -137,8 +161,6 @@ DEFAULT_STALE_AFTER_DAYS = 14
 #: source_shrank: a table holding less than this share of the rows the previous saved scan read, when that scan
 #: read at least SHRANK_MIN_ROWS of it (alerts.md).
 SHRANK_BELOW_SHARE, SHRANK_MIN_ROWS = Fraction(1, 2), 20
-#: The four relations the monitor reads (production_schema.sql), in the order messages name them.
-SOURCE_RELATIONS: tuple[str, ...] = ("contacts", "products", "subscriptions", "transactions")
 
 # ---------------------------------------------------------------- PayPal's vocabulary (paypal-reconciliation.md)
 

@@ -9,6 +9,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from billing_monitor.rules.registry import ENDED_STATUSES
+from billing_monitor.source import DEFAULT_SOURCE_SCHEMA, quote_ident
 from billing_monitor.store.migrations import SCHEMA
 
 if TYPE_CHECKING:
@@ -27,8 +28,12 @@ class Marked:
     problem: str | None = None
 
 
-def mark_subscription_canceled(conn: psycopg.Connection, paypal_subscription_id: str) -> Marked:
-    """Mark the live production rows of a PayPal subscription canceled (the only production write).
+def mark_subscription_canceled(conn: psycopg.Connection, paypal_subscription_id: str,
+                               source_schema: str = DEFAULT_SOURCE_SCHEMA) -> Marked:
+    """Mark the live production rows of a PayPal subscription canceled (the only production write), in the
+    source schema's `subscriptions`: a table, or a view over the owner's table (it writes `status`,
+    `canceled_at` and `updated_at`, which such a view keeps plain columns: docs/owner-tables.md). A status may
+    be an enum: compared as text.
 
     Its PayPal id may sit in either id column (the import bug); rows already ended are left as they are, and a
     subscription whose every row already ended needs no mark. An UPDATE that touches none of its live rows (row
@@ -38,19 +43,21 @@ def mark_subscription_canceled(conn: psycopg.Connection, paypal_subscription_id:
     params = {"pid": paypal_subscription_id, "ended": list(ENDED_STATUSES)}
     holds = ("(btrim(paypal_subscription_id, E' \\t\\r\\n') = %(pid)s"
              " or btrim(kajabi_subscription_id, E' \\t\\r\\n') = %(pid)s)")
-    live = "lower(btrim(status, E' \\t\\r\\n')) <> all(%(ended)s)"
+    live = "lower(btrim(status::text, E' \\t\\r\\n')) <> all(%(ended)s)"
+    subscriptions = f"{quote_ident(source_schema)}.subscriptions"
     try:
         with conn.transaction():
             rows = conn.execute(
-                f"with target as (select id, status from public.subscriptions where {holds} and {live} for update)"
-                " update public.subscriptions s set status = 'canceled',"
+                f"with target as (select id, status::text as status from {subscriptions} where {holds} and {live}"
+                " for update)"
+                f" update {subscriptions} s set status = 'canceled',"
                 "   canceled_at = coalesce(s.canceled_at, now()), updated_at = now()"
                 " from target where s.id = target.id"
-                " returning s.id, target.status, s.status", params).fetchall()
+                " returning s.id, target.status, s.status::text", params).fetchall()
             # what is left: a live row the UPDATE could not touch (row level security lets the writer read it but
             # not update it), or no row visible at all
             seen, still_live = conn.execute(
-                f"select count(*), count(*) filter (where {live}) from public.subscriptions where {holds}",
+                f"select count(*), count(*) filter (where {live}) from {subscriptions} where {holds}",
                 params).fetchone()
     except psycopg.errors.InsufficientPrivilege as exc:
         return Marked([], f"{first_line(exc)} (docs/deploy.md step 1 grants it)")
@@ -89,14 +96,14 @@ class ActionRecord:
     reason: str | None = None             # what PayPal was told (the approval's reason, or why it was forced)
 
 
-def record_action(conn: psycopg.Connection, record: ActionRecord) -> dict:
+def record_action(conn: psycopg.Connection, record: ActionRecord, source_schema: str = DEFAULT_SOURCE_SCHEMA) -> dict:
     """The audit row and, for a cancellation, the subscriptions row marked canceled: one transaction."""
     if record.outcome not in OUTCOMES:
         raise ValueError(f"unknown outcome {record.outcome!r}")
     approval = record.approval
     marked = Marked([])
     if record.outcome in (CANCELED, ALREADY_CANCELED) and approval is not None:
-        marked = mark_subscription_canceled(conn, approval.paypal_subscription_id)
+        marked = mark_subscription_canceled(conn, approval.paypal_subscription_id, source_schema)
     rows, detail = marked.rows, record.detail
     if marked.problem:
         detail = f"{detail}; {MARK_FAILED}: {marked.problem}"

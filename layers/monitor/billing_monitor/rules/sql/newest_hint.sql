@@ -8,12 +8,13 @@
 -- Rows imported together share a created_at: strictly after keeps a bulk import's rows out.
 -- The TID is a scalar subquery, computed once: pg_relation_size() is volatile, and written inline it
 -- made PostgreSQL scan the whole table calling it on every row (measured: 7-13 s at 5M rows).
+-- Only for a table (a view has no pages: checks.py asks for the exact max instead).
 -- Null when neither finds a row (an empty table, or rows deleted at its end): checks.py then asks for
 -- the exact max, which is a pass, but only in that case.
 select greatest(
     (select max(t.created_at)
-     from public.transactions t
-     where t.ctid >= (select ('(' || greatest(pg_relation_size('public.transactions')
+     from {source}.transactions t
+     where t.ctid >= (select ('(' || greatest(pg_relation_size(({source_text} || '.transactions')::regclass)
                                               / current_setting('block_size')::bigint - 8, 0) || ',0)')::tid)),
-    (select max(s.created_at) from public.transactions s tablesample system (0.5) repeatable (2023))
+    (select max(s.created_at) from {source}.transactions s tablesample system (0.5) repeatable (2023))
 ) as newest_hint

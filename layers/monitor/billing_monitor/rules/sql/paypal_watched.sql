@@ -41,5 +41,5 @@ select c.paypal_id, c.all_ended, c.p_time,
 from candidates c
 left join kajabi_matches m on m.paypal_id = c.paypal_id
 left join subs r on r.id = c.latest_row
-left join public.contacts ct on ct.id = r.contact_id
+left join {source}.contacts ct on ct.id = r.contact_id
 order by c.paypal_id

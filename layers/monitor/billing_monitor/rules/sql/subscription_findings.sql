@@ -38,6 +38,6 @@ select s.id as subscription_id, s.contact_id, s.paypal_id, s.kajabi_id_text, s.a
        case when m.has_live_match then m.live_match_kajabi_id else m.ended_match_kajabi_id end as match_kajabi_id,
        case when m.has_live_match then null else m.kajabi_canceled_at end as kajabi_canceled_at
 from subs s
-left join public.contacts c on c.id = s.contact_id
+left join {source}.contacts c on c.id = s.contact_id
 left join per_paypal m on m.pid = s.id
 where (s.paypal_id is not null and not s.ended) or s.misfiled or c.id is null

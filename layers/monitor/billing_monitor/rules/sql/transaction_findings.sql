@@ -21,12 +21,13 @@ disconnects as (
              as d(pid, contact_id, cur, amount, canceled_at)
 ),
 stage1 as materialized (
-    select t.id, t.contact_id, t.subscription_id, t.amount, t.transaction_date, t.status, t.source, t.currency,
-           t.created_at
-    from public.transactions t
+    select t.id, t.contact_id, t.subscription_id, t.amount, t.transaction_date, t.status::text as status,
+           t.source::text as source, t.currency::text as currency, t.created_at,
+           {transaction_type} as transaction_type     -- the optional column, as text (null when absent)
+    from {source}.transactions t
     where not exists (
         select 1
-        from public.contacts c
+        from {source}.contacts c
         left join (select e.contact_id, min(e.end_time) as first_end
                    from unnest(%(ended_contact)s::uuid[], %(ended_at)s::timestamptz[]) as e(contact_id, end_time)
                    group by e.contact_id) ce on ce.contact_id = c.id
@@ -41,15 +42,17 @@ stage1 as materialized (
 interesting as materialized (
     -- few rows: a primary-key look-up each (scalar subqueries), not a hash of the whole table
     select s1.*, upper(btrim(s1.currency, E' \t\r\n') collate "C") as cur,
-           (select c.id from public.contacts c where c.id = s1.contact_id) is null as orphaned,
-           (select own.id from public.subscriptions own where own.id = s1.subscription_id) as own_id
+           (select c.id from {source}.contacts c where c.id = s1.contact_id) is null as orphaned,
+           (select own.id from {source}.subscriptions own where own.id = s1.subscription_id) as own_id
     from stage1 s1
 ),
 charges as (
     select i.*, coalesce(i.own_id, i.contact_id) as k_id,
            case when i.own_id is null then i.cur else '#own' end as k_tag
     from interesting i
-    where lower(btrim(i.status, E' \t\r\n') collate "C") = 'completed'
+    where lower(btrim(i.status, E' \t\r\n') collate "C") in ('completed')
+      and coalesce(lower(btrim(i.transaction_type, E' \t\r\n') collate "C") not in ('refund'), true)
+      and i.amount is not null           -- an amount nobody knows is no money to count (rule-choices.md)
 ),
 in_sets as materialized (            -- one pass over subscriptions for every set the charges name
     select s.* from subs s
