@@ -8,20 +8,7 @@ import re
 import pytest
 
 from billing_monitor.monitor import MonitoringFailed, Steps, schedule_of
-from billing_monitor.notify import (
-    DAILY,
-    MANUAL,
-    MONTHLY,
-    SLACK_HEADER_MAX,
-    SLACK_MAX_BLOCKS,
-    SLACK_SECTION_MAX,
-    SLACK_TEXT_BUDGET,
-    failure_message,
-    headline,
-    slack_message,
-    sns_message,
-    sns_subject,
-)
+from billing_monitor.notify import DAILY, MANUAL, MONTHLY, headline, sns_message, sns_subject
 from billing_monitor.rules.registry import (
     BILLING_DISCONNECT,
     CHECK_NAMES,
@@ -32,6 +19,14 @@ from billing_monitor.rules.registry import (
     POST_CANCELLATION_CHARGE,
     SEVERITIES,
     STALE_IMPORT,
+)
+from billing_monitor.slack.message import (
+    SLACK_HEADER_MAX,
+    SLACK_MAX_BLOCKS,
+    SLACK_SECTION_MAX,
+    SLACK_TEXT_BUDGET,
+    failure_message,
+    slack_message,
 )
 from billing_monitor.store.scans import OpenFinding, ScanDiff
 from tests.support.aws import load_event
