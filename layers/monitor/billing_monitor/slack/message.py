@@ -254,7 +254,8 @@ def _pack(groups: list[tuple[str, list[tuple[str, list[dict], str]]]], max_block
             if buttons:
                 cost = len(line) + sum(len(_element_text(b)) for b in buttons)
                 need = 1 + (0 if fits_last else 1)
-                if chars + cost + 2 <= max_chars and blocks + need <= max_blocks:
+                # one block per group stays free for the lines that come after the buttons run out
+                if chars + cost + 2 <= max_chars and blocks + need <= max_blocks - len(groups):
                     if fits_last:
                         last[0] += "\n\n" + line
                         last[1], last[2] = buttons, finding_id
