@@ -360,3 +360,35 @@ def test_the_scans_message_buttons_are_taken_by_the_function(slack_actions, demo
     blocks = update["blocks"]
     assert not any(b.get("block_id") == f"finding:{OSKAR_FINDING}" for b in blocks)   # its buttons replaced
     assert sum(b.get("block_id", "").startswith("finding:") for b in blocks) == 3      # the others kept
+
+
+# ---------------------------------------------------------------- the cancel function takes a click's approval
+
+
+def test_the_cancel_function_carries_out_a_clicks_approval_and_audits_role_and_user(aws_env, demo_db, monkeypatch):
+    """What the Slack function queued, sent by its role (SenderId: the role's id and the Lambda's session), is
+    accepted by the cancel function (BILLING_MONITOR_APPROVER_ARNS has the role, as the template sets it); the
+    audit row and the Slack outcome show both the verified role and the Slack user."""
+    from tests.integration.test_cancel_function import OWNER_ARN, Approvals
+
+    saved = save_a_scan(demo_db)
+    with FakePayPal() as paypal, FakeSlack() as webhook, mock_aws():
+        paypal.add(OSKAR_PAYPAL)
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", webhook.url)
+        role = boto3.client("iam").create_role(RoleName="billing-monitor-SlackActionsFunctionRole-1X2Y3Z",
+                                               AssumeRolePolicyDocument="{}")["Role"]
+        approvals = Approvals(demo_db, paypal, monkeypatch)
+        monkeypatch.setenv("BILLING_MONITOR_APPROVER_ARNS", f"{OWNER_ARN},{role['Arn']}")
+        approvals.handler = load_handler_module("cancel")
+        event = load_event("sqs_approval_valid.json")
+        record = event["Records"][0]
+        record["body"] = json.dumps(build_approval(saved[OSKAR_FINDING], "slack:U012AB3CDE"))
+        record["attributes"]["SenderId"] = f"{role['RoleId']}:billing-monitor-SlackActionsFunction-AbC123"
+        assert approvals.invoke(event) == {"batchItemFailures": []}
+        assert paypal.subscriptions[OSKAR_PAYPAL] == "CANCELLED"
+        [action] = approvals.actions()
+        assert action["outcome"] == "canceled"
+        assert action["approved_by"] == "slack:U012AB3CDE"
+        assert action["sender_arn"] == role["Arn"]
+        told = webhook.messages[-1]["text"]
+        assert f"Approved by <@U012AB3CDE> in Slack (sent by {role['Arn']})" in told

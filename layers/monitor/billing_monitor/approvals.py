@@ -72,6 +72,13 @@ class RefundApprovalMessage(BaseModel):
         return f"{self.finding_id}:refund"
 
 
+def approver_label(approved_by: str) -> str:
+    """How Slack shows who approved: "slack:U012AB3CDE" as a mention (<@U012AB3CDE> in Slack), an e-mail as it is."""
+    if approved_by.startswith("slack:"):
+        return f"<@{approved_by.removeprefix('slack:')}> in Slack"
+    return approved_by
+
+
 class ApprovalRefused(Exception):
     """An approval that can never succeed; str() says why."""
 
