@@ -339,3 +339,16 @@ def test_slack_clicks_reach_the_function_through_an_http_api(template):
     # the scan function signs its buttons with a key derived from the same secret
     assert functions(template)["ScanFunction"]["Environment"]["Variables"]["SLACK_SIGNING_SECRET_SECRET"] \
         == "SlackSigningSecretArn"
+
+
+def test_the_slack_app_manifest_asks_for_the_webhook_alone_and_sends_clicks_to_the_endpoint(template):
+    manifest = yaml.safe_load((ROOT / "slack" / "manifest.yaml").read_text())
+    assert manifest["oauth_config"]["scopes"] == {"bot": ["incoming-webhook"]}          # no other scope
+    assert "user" not in manifest["oauth_config"]["scopes"]
+    assert "features" not in manifest                                                     # no bot user, no commands
+    interactivity = manifest["settings"]["interactivity"]
+    assert interactivity["is_enabled"] is True
+    path = functions(template)["SlackActionsFunction"]["Events"]["Click"]["Properties"]["Path"]
+    assert interactivity["request_url"].startswith("https://")
+    assert interactivity["request_url"].endswith(path)
+    assert template["Outputs"]["SlackActionsUrl"]["Value"].endswith(path)
