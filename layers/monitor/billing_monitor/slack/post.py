@@ -12,6 +12,7 @@ from billing_monitor.http import DEFAULT_TIMEOUT, retrying_session
 class SlackError(Exception):
     """Slack did not take the message (after retries)."""
 
+
 def post_to_slack(webhook_url: str, payload: dict, session: requests.Session | None = None,
                   timeout=DEFAULT_TIMEOUT) -> None:
     """POST to an incoming webhook; 429 and 5xx are retried with back-off. Raises SlackError."""
@@ -24,12 +25,12 @@ def post_to_slack(webhook_url: str, payload: dict, session: requests.Session | N
         raise SlackError(f"Slack answered {answer.status_code}: {answer.text[:200]}")
 
 
-RESPONSE_TIMEOUT = (1.0, 1.5)     # connect, read: a click is answered within Slack's 3 seconds
+RESPONSE_TIMEOUT = (0.8, 1.2)     # connect, read: a click is answered within Slack's 3 seconds
 
 
 def post_to_response_url(response_url: str, payload: dict, session: requests.Session | None = None) -> None:
     """Update the clicked message, or answer the clicking user, through the click's `response_url` (Slack takes
-    up to 5 posts within 30 minutes). Short timeouts, one retry: the click must be answered within 3 seconds.
-    Raises SlackError."""
-    post_to_slack(response_url, payload, session or retrying_session(total=1, backoff_factor=0.1, methods=("POST",)),
+    up to 5 posts within 30 minutes). Short timeouts and no retry: the click must be answered within 3 seconds,
+    and what it did is done (the cancel function reports the outcome in the channel anyway). Raises SlackError."""
+    post_to_slack(response_url, payload, session or retrying_session(total=0, methods=("POST",)),
                   timeout=RESPONSE_TIMEOUT)
