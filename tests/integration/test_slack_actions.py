@@ -392,3 +392,16 @@ def test_the_cancel_function_carries_out_a_clicks_approval_and_audits_role_and_u
         assert action["sender_arn"] == role["Arn"]
         told = webhook.messages[-1]["text"]
         assert f"Approved by <@U012AB3CDE> in Slack (sent by {role['Arn']})" in told
+
+
+def test_a_database_down_tells_the_user_fails_the_function_and_remembers_nothing(slack_actions, saved, response_url):
+    event = slack_actions.click()
+    slack_actions.without_database()
+    with pytest.raises(Exception, match=r"connect|socket|server"):      # the function fails: its alarm goes off
+        slack_actions.invoke(event)
+    assert slack_actions.queued() == []
+    assert "nothing was queued or recorded" in response_url.messages[-1]["text"]
+    assert "nobody" not in json.dumps(response_url.messages)          # nothing of the DSN reaches Slack
+    slack_actions.monkeypatch.setenv("BILLING_MONITOR_DSN", slack_actions.dsn)   # back: the same click works
+    assert "Cancellation queued" in answer_text(slack_actions.invoke(event))
+    assert len(slack_actions.queued()) == 1

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs
 from slack_sdk.signature import Clock, SignatureVerifier
 
 from billing_monitor.approvals import ApprovalRefused, build_approval, build_refund_approval
+from billing_monitor.db import redact
 from billing_monitor.errors import MonitorError
 from billing_monitor.report import customer_label
 from billing_monitor.slack.buttons import (
@@ -201,6 +202,15 @@ class ClickService:
             return http(200, {"response_type": "ephemeral", "replace_original": False, "text": f"Refused: {refused}"})
         except AlreadyInProgress:
             return http(200, {"text": ALREADY_HANDLED})
+        except Exception as exc:
+            # the database or the queue failed: nothing was remembered (idempotency drops the record), so a
+            # click again retries; the user hears it, and the function fails so that its alarm goes off
+            first = (str(exc).splitlines() or [""])[0][:200]
+            log.error("Slack click failed", extra={"slack_user_id": click.user_id, "finding_id": finding_id,
+                                                   "error": f"{type(exc).__name__}: {redact(first, None)}"})
+            self._tell(click, f"Could not do it ({type(exc).__name__}): nothing was queued or recorded. Click again in"
+                              " a minute, or use `billing-monitor approve`.")
+            raise
         if result.get("nonce") != nonce:
             log.info("Slack click already handled", extra={"slack_user_id": click.user_id, "finding_id": finding_id})
             return http(200, {"text": ALREADY_HANDLED})
