@@ -36,6 +36,7 @@ from billing_monitor.slack.buttons import (
     APPROVE_REFUND,
     ButtonMac,
 )
+from billing_monitor.slack.message import slack_escape
 from billing_monitor.store.acks import AckRefused
 
 log = logging.getLogger(__name__)
@@ -165,8 +166,8 @@ class ClickService:
         self.macs = ButtonMac(self.secret)
 
     def handle(self, event: dict, once: Callable[..., dict] | None = None) -> dict:
-        """The HTTP answer to one request. `once(interaction=..., act=...)`: `act` run once per interaction
-        (Powertools idempotency in the function); a repeat returns the first run's result."""
+        """The HTTP answer to one request. `once(interaction=, click=, finding_id=)` runs `act` once per interaction
+        (Powertools idempotency in the function): a repeat returns the first run's result (another nonce)."""
         now = self.clock()
         if not signature_ok(event, self.secret, now):
             log.warning("Slack request refused: signature missing, wrong or older than 5 minutes")
@@ -229,7 +230,7 @@ class ClickService:
                 finding = self.acknowledge(finding_id, by, now, None if days is None else now + timedelta(days=days))
             except AckRefused as exc:
                 raise Refused(str(exc).removeprefix("cannot acknowledge: ")) from None
-            label = customer_label(finding.get("contact")) if finding.get("contact") else finding["check"]
+            label = slack_escape(customer_label(finding["contact"])) if finding.get("contact") else finding["check"]
             return {"nonce": interaction["nonce"], "finding_id": finding_id, "action": ACKNOWLEDGE,
                     "text": f"Acknowledged {label} ({finding['check']}, {ACKNOWLEDGE_LABELS[choice]}) by"
                             f" <@{click.user_id}> at {when}"}
@@ -255,7 +256,8 @@ class ClickService:
         return {"nonce": interaction["nonce"], "finding_id": finding_id, "action": click.action_id,
                 "message_id": message_id,
                 "text": f"{what} queued by <@{click.user_id}> at {when}"
-                        f" ({customer_label(finding.get('contact'))}, PayPal {message.get('paypal_subscription_id')})."
+                        f" ({slack_escape(customer_label(finding.get('contact')))}, PayPal"
+                        f" {message.get('paypal_subscription_id')})."
                         " The outcome follows in this channel."}
 
     # ------------------------------------------------------------ answering through response_url
