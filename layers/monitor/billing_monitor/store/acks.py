@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import psycopg
 
@@ -40,8 +40,8 @@ class Ack:
 
     def block(self) -> dict:
         """The report's `acknowledged` block."""
-        return {"by": self.by, "at": self.at.isoformat(), "note": self.note,
-                "until": self.until.isoformat() if self.until else None}
+        return {"by": self.by, "at": self.at.astimezone(UTC).isoformat(), "note": self.note,
+                "until": self.until.astimezone(UTC).isoformat() if self.until else None}
 
     def holds_for(self, finding: dict, now: datetime) -> bool:
         return (self.lapsed_at is None and self.fingerprint == ack_fingerprint(finding)
