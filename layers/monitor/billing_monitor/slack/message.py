@@ -57,7 +57,7 @@ SLACK_OPTION_TEXT_MAX = 75
 # ... and one it does not document: past about 13,000 characters of block text it answers
 # msg_blocks_too_long. The whole message's text (buttons' and menus' texts counted too) stays under this.
 SLACK_TEXT_BUDGET = 12_000
-ACKNOWLEDGE_TEXT_BUDGET = 2_500     # the Acknowledge menus' option texts, all checks together
+ACKNOWLEDGE_TEXT_BUDGET = 3_000     # the Acknowledge menus' option texts, all checks together
 MORE_COMMAND = "`billing-monitor scan`"
 
 
@@ -189,6 +189,16 @@ def customer_buttons(f: dict, macs: ButtonMac) -> list[dict]:
     return buttons
 
 
+def _option_label(f: dict) -> str:
+    """'Ada Lovelace · I-ABC123' (the name, else the e-mail; the PayPal id, else the finding id): short, so that a
+    menu carries many."""
+    if f["check"] == STALE_IMPORT:
+        return "the stale import"
+    contact = f.get("contact") or {}
+    who = contact.get("name") or contact.get("email") or "(contact missing)"
+    return f"{who} · {f.get('paypal_subscription_id') or f['finding_id']}"
+
+
 def acknowledge_blocks(report: dict, macs: ButtonMac, budget: int = ACKNOWLEDGE_TEXT_BUDGET) -> tuple[list[dict], int]:
     """One actions block per check of findings that need no action: a menu of its findings (Acknowledge) and
     how long (until it changes, 30 days, 90 days). Returns the blocks and how many findings no menu carries
@@ -205,8 +215,7 @@ def acknowledge_blocks(report: dict, macs: ButtonMac, budget: int = ACKNOWLEDGE_
     for check, findings in candidates.items():
         options, used = [], 0
         for f in findings:
-            label = clip(f"{customer_label(f['contact']) if f.get('contact') else f.get('paypal_subscription_id') or check}"
-                         f" · {f['finding_id']}" if check != STALE_IMPORT else "the stale import", SLACK_OPTION_TEXT_MAX)
+            label = clip(_option_label(f), SLACK_OPTION_TEXT_MAX)
             if len(options) == SLACK_OPTIONS_MAX or used + len(label) > share:
                 break
             options.append({"text": _plain(label, SLACK_OPTION_TEXT_MAX), "value": macs.value(ACKNOWLEDGE, f["finding_id"])})
