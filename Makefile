@@ -4,7 +4,7 @@ VENV   ?= .venv
 SAMENV ?= .venv-sam
 BIN     = $(VENV)/bin
 
-.PHONY: demo test lint bench bench-paypal clean sam-local
+.PHONY: demo test lint bench bench-paypal bench-slack clean sam-local
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "billing-monitor needs Python 3.11+")'
@@ -41,6 +41,10 @@ bench: $(BIN)/.installed
 # Reconciliation with PayPal: 20,000 watched ids against the stand-in answering each call in 100 ms (~10 minutes).
 bench-paypal: $(BIN)/.installed
 	$(BIN)/python bench/paypal_bench.py
+
+# A Slack click answered by a cold Slack function (fresh process): init, cold and warm click times.
+bench-slack: $(BIN)/.installed
+	$(BIN)/python bench/slack_click_bench.py
 
 clean:
 	rm -rf $(VENV) $(SAMENV) .aws-sam .pytest_cache .hypothesis

@@ -85,6 +85,8 @@ def local_config() -> dict:
         "paypal_port": urlsplit(cancel["PAYPAL_BASE_URL"]).port,
         "topic_arn": scan["FINDINGS_TOPIC_ARN"], "table": cancel["IDEMPOTENCY_TABLE"],
         "approvers": cancel["BILLING_MONITOR_APPROVER_ARNS"].split(","),
+        # the Slack function's approvals queue (sam local start-api + scripts/slack_click.py)
+        "approvals_queue": env["SlackActionsFunction"]["BILLING_MONITOR_APPROVALS_QUEUE_URL"].rsplit("/", 1)[1],
     }
 
 
@@ -211,6 +213,7 @@ def local_aws(address: str, port: int, config: dict):
         sns, sqs = session.client("sns", endpoint_url=endpoint), session.client("sqs", endpoint_url=endpoint)
         topic = sns.create_topic(Name=config["topic_arn"].rsplit(":", 1)[1])["TopicArn"]
         check(topic == config["topic_arn"], "the findings topic is the one events/env.json names")
+        sqs.create_queue(QueueName=config["approvals_queue"])          # where a local Slack click queues its approval
         queue = sqs.create_queue(QueueName="findings-seen")["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})

@@ -26,9 +26,9 @@ from billing_monitor.approvers import Principal, resolve_principals
 from billing_monitor.cancellation import CancellationService, Delivery, first_line, paypal_client_for
 from billing_monitor.http import retrying_session
 from billing_monitor.logmask import powertools_logger
-from billing_monitor.notify import post_to_slack
 from billing_monitor.rules.registry import REFUND_PAYPAL_CHARGES
 from billing_monitor.settings import CancelSettings
+from billing_monitor.slack.post import post_to_slack
 from billing_monitor.store.actions import REFUSED
 
 logger = powertools_logger()

@@ -386,6 +386,24 @@ def test_the_logger_masks_emails_anywhere_in_a_line(capsys):
 # ---------------------------------------------------------------- the store
 
 
+def test_a_migration_numbered_below_the_last_applied_is_still_applied(fresh_database, monkeypatch):
+    """007 (acknowledgements) ships before 006 (another change): a database migrated with 007 gets 006 when it
+    arrives; the runner applies every missing number, not only those above the last."""
+    from billing_monitor.store import migrations
+
+    dsn = fresh_database()
+    shipped = migrations._migrations()
+    six = next((m for m in shipped if m[0] == 6), (6, "006_arrives_later.sql", "select 1"))   # the real one once merged
+    before = [m for m in shipped if m[0] != 6]
+    monkeypatch.setattr(migrations, "_migrations", lambda: before)
+    with db.connect(dsn, read_only=False) as conn:
+        assert 7 in {m[0] for m in before}
+        apply_migrations(conn)
+    monkeypatch.setattr(migrations, "_migrations", lambda: sorted([*before, six]))
+    with db.connect(dsn, read_only=False) as conn:
+        assert apply_migrations(conn) == [six[1]]
+
+
 def test_migrations_twice_and_concurrently(fresh_database):
     dsn = fresh_database()
     results, errors = [], []
@@ -403,12 +421,13 @@ def test_migrations_twice_and_concurrently(fresh_database):
     for t in threads:
         t.join()
     assert errors == []
-    shipped = [version for version, _, _ in _migrations()]
+    shipped = [version for version, _, _ in _migrations()]      # numbered files
     assert sorted(len(r) for r in results) == [0, 0, 0, len(shipped)]     # one applied them all, the others nothing
     with db.connect(dsn, read_only=False) as conn:
         assert apply_migrations(conn) == []
         versions = conn.execute("select version from billing_monitor.schema_migrations order by 1").fetchall()
         assert [v for (v,) in versions] == shipped == list(range(1, len(shipped) + 1))
+        assert 7 in shipped
         assert conn.execute("select count(*) from information_schema.tables"
                             " where table_schema = 'public'").fetchone()[0] == 4  # production untouched
 

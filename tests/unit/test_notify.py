@@ -8,21 +8,7 @@ import re
 import pytest
 
 from billing_monitor.monitor import MonitoringFailed, Steps, schedule_of
-from billing_monitor.notify import (
-    DAILY,
-    MANUAL,
-    MONTHLY,
-    SLACK_HEADER_MAX,
-    SLACK_MAX_BLOCKS,
-    SLACK_SECTION_MAX,
-    SLACK_TEXT_BUDGET,
-    email_text,
-    failure_message,
-    headline,
-    slack_message,
-    sns_message,
-    sns_subject,
-)
+from billing_monitor.notify import DAILY, MANUAL, MONTHLY, email_text, headline, sns_message, sns_subject
 from billing_monitor.rules.registry import (
     BILLING_DISCONNECT,
     CHECK_NAMES,
@@ -34,6 +20,14 @@ from billing_monitor.rules.registry import (
     SEVERITIES,
     SOURCE_SHRANK,
     STALE_IMPORT,
+)
+from billing_monitor.slack.message import (
+    SLACK_HEADER_MAX,
+    SLACK_MAX_BLOCKS,
+    SLACK_SECTION_MAX,
+    SLACK_TEXT_BUDGET,
+    failure_message,
+    slack_message,
 )
 from billing_monitor.store.scans import OpenFinding, ScanDiff
 from tests.support.aws import load_event

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from billing_monitor.notify import customer_line_slack, customer_line_text, refund_state
+from billing_monitor.notify import customer_line_text, refund_state
+from billing_monitor.slack.message import customer_line_slack
 
 FINDING = {
     "finding_id": "6c3f746973e9a73c", "check": "billing_disconnect", "contact": {"name": "Oskar Dunmore",

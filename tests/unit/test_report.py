@@ -149,7 +149,7 @@ def test_a_disconnect_with_charges_lists_them(report, named):
         "charges": {"count": 2, "total": "44.00", "totals": {"USD": "44.00"}, "first": "2023-09-16T00:00:00+00:00",
                     "last": "2023-10-16T00:00:00+00:00", "transactions": ["t1", "t2"], "external_ids": [None, None]},
         "action": {"type": "cancel_paypal_subscription", "paypal_subscription_id": "I-SMALL1"},
-        "detail": None, "paypal": None, "refund": None,
+        "detail": None, "paypal": None, "refund": None, "acknowledged": None,
     }
 
 

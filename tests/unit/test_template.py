@@ -15,7 +15,7 @@ import yaml
 from packaging.requirements import Requirement
 
 from billing_monitor.monitor import schedule_of
-from billing_monitor.settings import CancelSettings, ScanSettings, is_secret, variable_of
+from billing_monitor.settings import CancelSettings, ScanSettings, SlackActionsSettings, is_secret, variable_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,7 +57,7 @@ def test_every_handler_path_exists(template):
     assert (ROOT / layer / "requirements.txt").exists()
 
 
-SETTINGS_OF = {"ScanFunction": ScanSettings, "CancelFunction": CancelSettings}
+SETTINGS_OF = {"ScanFunction": ScanSettings, "CancelFunction": CancelSettings, "SlackActionsFunction": SlackActionsSettings}
 
 
 def variables_read(settings) -> dict[str, set[str]]:
@@ -232,7 +232,7 @@ def test_sam_build_without_docker(tmp_path):
     # a dependency missing from layers/monitor/requirements.txt fails here, not in Lambda.
     python = (str(Path(pyenv_312.stdout.strip()) / "bin" / "python3.12") if pyenv_312 and pyenv_312.returncode == 0
               else shutil.which("python3.12"))
-    for function in ("ScanFunction", "CancelFunction"):
+    for function in ("ScanFunction", "CancelFunction", "SlackActionsFunction"):
         code = tmp_path / "build" / function
         done = subprocess.run([python, "-I", "-S", "-c", f"import sys; sys.path[:0] = [{str(code)!r}, {str(layer)!r}];"
                                " import app, boto3, botocore; print(boto3.__file__, botocore.__file__)"],
@@ -290,3 +290,65 @@ def test_the_slack_failures_alarm_watches_the_metric_powertools_emits(template):
     assert alarm["Statistic"] == "Sum"
     assert alarm["Threshold"] == 1
     assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+SLACK_ROLE = "SlackActionsFunctionRole.Arn"
+
+
+def approvers_in(value) -> list[str]:
+    """The names a `!Split [",", !Join [",", [!Join [",", !Ref ApproverPrincipals], !GetAtt Role.Arn]]]` joins."""
+    joined = value[1][1]
+    return [joined[0][1], *joined[1:]]
+
+
+def test_the_slack_function_is_an_approver_of_the_queue_and_of_the_cancel_function(template):
+    """slack-actions.md: the queue accepts the Slack function's role as a sender (queue policy and the approver
+    allow-list the cancel function checks each SenderId against), besides ApproverPrincipals."""
+    resources = template["Resources"]
+    statements = {s["Sid"]: s for s in resources["ApprovalsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]}
+    deny = statements["OnlyTheApproversSend"]["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
+    assert approvers_in(deny) == ["ApproverPrincipals", SLACK_ROLE]
+    assert approvers_in(statements["TheApproversMaySend"]["Principal"]["AWS"]) == ["ApproverPrincipals", SLACK_ROLE]
+    cancel = functions(template)["CancelFunction"]
+    allow_list = cancel["Environment"]["Variables"]["BILLING_MONITOR_APPROVER_ARNS"]
+    assert allow_list[1][0][1] == "ApproverPrincipals"
+    assert allow_list[1][1] == SLACK_ROLE
+    get_role = [s for p in cancel["Policies"] if "Statement" in p for s in p["Statement"] if "iam:GetRole" in s["Action"]]
+    assert approvers_in(get_role[0]["Resource"]) == ["ApproverPrincipals", SLACK_ROLE]
+    slack = functions(template)["SlackActionsFunction"]
+    assert {"SQSSendMessagePolicy": {"QueueName": "ApprovalsQueue.QueueName"}} in slack["Policies"]
+
+
+def test_slack_clicks_reach_the_function_through_an_http_api(template):
+    resources = template["Resources"]
+    assert resources["SlackActionsApi"]["Type"] == "AWS::Serverless::HttpApi"
+    slack = functions(template)["SlackActionsFunction"]
+    event = slack["Events"]["Click"]
+    assert event["Type"] == "HttpApi"
+    assert event["Properties"] == {"ApiId": "SlackActionsApi", "Method": "POST", "Path": "/slack/actions",
+                                   "PayloadFormatVersion": "2.0"}
+    assert slack["Timeout"] <= 30
+    assert slack["Environment"]["Variables"]["IDEMPOTENCY_TABLE"] == "IdempotencyTable"
+    assert "/slack/actions" in template["Outputs"]["SlackActionsUrl"]["Value"]
+    assert "Default" not in template["Parameters"]["SlackSigningSecretArn"]
+    pattern = re.compile(template["Parameters"]["SlackApproverIds"]["AllowedPattern"])
+    assert pattern.fullmatch("U012AB3CDE")
+    assert pattern.fullmatch("U012AB3CDE, W0456")
+    assert not pattern.fullmatch("")
+    assert not pattern.fullmatch("owner@example.com")
+    # the scan function signs its buttons with a key derived from the same secret
+    assert functions(template)["ScanFunction"]["Environment"]["Variables"]["SLACK_SIGNING_SECRET_SECRET"] \
+        == "SlackSigningSecretArn"
+
+
+def test_the_slack_app_manifest_asks_for_the_webhook_alone_and_sends_clicks_to_the_endpoint(template):
+    manifest = yaml.safe_load((ROOT / "slack" / "manifest.yaml").read_text())
+    assert manifest["oauth_config"]["scopes"] == {"bot": ["incoming-webhook"]}          # no other scope
+    assert "user" not in manifest["oauth_config"]["scopes"]
+    assert "features" not in manifest                                                     # no bot user, no commands
+    interactivity = manifest["settings"]["interactivity"]
+    assert interactivity["is_enabled"] is True
+    path = functions(template)["SlackActionsFunction"]["Events"]["Click"]["Properties"]["Path"]
+    assert interactivity["request_url"].startswith("https://")
+    assert interactivity["request_url"].endswith(path)
+    assert template["Outputs"]["SlackActionsUrl"]["Value"].endswith(path)

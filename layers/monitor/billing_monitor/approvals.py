@@ -12,6 +12,8 @@ from pydantic import AliasChoices, ConfigDict, field_validator
 from billing_monitor.rules.registry import CANCEL_PAYPAL_SUBSCRIPTION, PAYPAL_ID_PATTERN, REFUND_PAYPAL_CHARGES
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+#: Who approved: an e-mail (the CLI's --by), or "slack:<user id>" (a click; slack-actions.md).
+APPROVED_BY_PATTERN = r"^(?:[^@\s]+@[^@\s]+\.[^@\s]+|slack:[UW][A-Z0-9]{2,20})$"
 TRANSACTION_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")   # safe in a URL path; PayPal's are 17 upper-case alphanumerics
 STORED_BODY_LIMIT = 4096     # characters of a message body kept in the audit table
 
@@ -24,7 +26,7 @@ class ApprovalMessage(BaseModel):
     action: Literal["cancel_paypal_subscription"]
     finding_id: str = Field(pattern=r"^[0-9a-f]{16}$")
     paypal_subscription_id: str = Field(pattern=PAYPAL_ID_PATTERN, max_length=50)
-    approved_by: str = Field(pattern=EMAIL_PATTERN, max_length=254)
+    approved_by: str = Field(pattern=APPROVED_BY_PATTERN, max_length=254)
     reason: str = Field(default="", max_length=128)
     force: bool = False
 
@@ -52,7 +54,7 @@ class RefundApprovalMessage(BaseModel):
     transactions: list[str] = Field(validation_alias=AliasChoices("transactions", "paypal_transaction_ids"),
                                     min_length=1, max_length=100)
     paypal_subscription_id: str | None = Field(default=None, pattern=PAYPAL_ID_PATTERN, max_length=50)
-    approved_by: str = Field(pattern=EMAIL_PATTERN, max_length=254)
+    approved_by: str = Field(pattern=APPROVED_BY_PATTERN, max_length=254)
     reason: str = Field(default="", max_length=128)
     force: bool = False
 
@@ -68,6 +70,13 @@ class RefundApprovalMessage(BaseModel):
     @property
     def idempotency_key(self) -> str:
         return f"{self.finding_id}:refund"
+
+
+def approver_label(approved_by: str) -> str:
+    """How Slack shows who approved: "slack:U012AB3CDE" as a mention (<@U012AB3CDE> in Slack), an e-mail as it is."""
+    if approved_by.startswith("slack:"):
+        return f"<@{approved_by.removeprefix('slack:')}> in Slack"
+    return approved_by
 
 
 class ApprovalRefused(Exception):

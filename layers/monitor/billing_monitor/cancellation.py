@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from billing_monitor.approvals import ApprovalMessage, RefundApprovalMessage, stored_body
+from billing_monitor.approvals import ApprovalMessage, RefundApprovalMessage, approver_label, stored_body
 from billing_monitor.approvers import Principal, verified_sender
 from billing_monitor.paypal import PayPalClient, PayPalError, PayPalTransient
 from billing_monitor.report import build_report, customer_label
@@ -214,7 +214,7 @@ class CancellationService:
             if charges.get("count"):
                 money += f"; charged {charges['count']}x after canceling, {charges['total']} {finding['currency']}"
         return (f":white_check_mark: {outcome.replace('_', ' ').capitalize()}: {who}, PayPal"
-                f" {approval.paypal_subscription_id}{money}. Approved by {approval.approved_by}"
+                f" {approval.paypal_subscription_id}{money}. Approved by {approver_label(approval.approved_by)}"
                 f" (sent by {sender.arn}){' (forced)' if approval.force else ''}. {detail}")
 
     # ------------------------------------------------------------------ refunds
@@ -332,7 +332,7 @@ class CancellationService:
         icon = ":white_check_mark:" if all(r.state in DONE[:2] for r in done) else ":warning:"
         forced = " (force ignored: refunds are always re-checked)" if approval.force else ""
         return (f"{icon} Refund: {who}, finding {approval.finding_id}: {'; '.join(parts)}. Approved by"
-                f" {approval.approved_by} (sent by {sender.arn}){forced}.")
+                f" {approver_label(approval.approved_by)} (sent by {sender.arn}){forced}.")
 
     def _tell(self, text: str) -> None:
         if self.notify is None:

@@ -1,4 +1,4 @@
-"""`billing-monitor`: scan, demo, history, approve, actions, doctor.
+"""`billing-monitor`: scan, demo, history, approve, ack, unack, actions, letter, doctor.
 
 Exit codes: 0 the command ran, 1 any error (one line on stderr, no traceback, no password),
 3 the scan ran and --fail-on was met.
@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 from billing_monitor.db import redact
 from billing_monitor.errors import MonitorError
@@ -44,6 +45,15 @@ def _positive_days(text: str) -> int:
     if days < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of days, 1 or more, got {text!r}")
     return days
+
+
+def _future_date(text: str):
+    from datetime import UTC, datetime
+
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a date, YYYY-MM-DD, got {text!r}") from None
 
 
 DESCRIPTION = """\
@@ -165,6 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
     approve.add_argument("--dsn", default=None, help=_production_dsn_help("scanned when no saved scan has the finding"))
     approve.add_argument("--store-dsn", default=None, help=STORE_DSN_HELP)
     _add_source_schema(approve)
+    ack = command("ack", "acknowledge a finding that needs no action (a duplicate, a misfiled id, a member billed by PayPal"
+                         " alone, ...): left out of Slack's counts until it changes, or until a date")
+    ack.add_argument("finding_id", help="the finding's 16-character id, as the scan lists it")
+    ack.add_argument("--note", default=None, help="why, for whoever reads the report (kept in its acknowledged block)")
+    ack.add_argument("--until", type=_future_date, default=None, metavar="YYYY-MM-DD",
+                     help="back in Slack from this date (00:00 UTC) even if unchanged (default: until it changes)")
+    ack.add_argument("--by", default=None, help="who acknowledges (default: cli:$USER)")
+    ack.add_argument("--store-dsn", default=None, help=STORE_DSN_HELP)
+    ack.add_argument("--dsn", default=None, help=_production_dsn_help("used when no store DSN is given"))
+    unack = command("unack", "forget a finding's acknowledgement: counted in Slack again from the next scan")
+    unack.add_argument("finding_id", help="the finding's 16-character id")
+    unack.add_argument("--store-dsn", default=None, help=STORE_DSN_HELP)
+    unack.add_argument("--dsn", default=None, help=_production_dsn_help("used when no store DSN is given"))
     letter = command("letter", "print the e-mail to a customer charged after canceling: what was charged and refunded")
     letter.add_argument("finding_id", help="the finding's 16-character id")
     letter.add_argument("--template", default=None, metavar="PATH",
@@ -256,11 +279,21 @@ def cmd_scan(args) -> int:
                           source_schema=_source_schema(args))
         report = build_report(result)
     report_paypal_errors(report)
+    from billing_monitor.store.acks import attach_acknowledgements
+
     if args.save:
         with open_store(_store_dsn(args)) as conn:
             diff = save_scan(conn, report, result.settled)
+            attach_acknowledgements(conn, report, datetime.now(UTC), record_lapsed=True)
         print(f"Saved scan {report['scan_id']}: {len(diff.new)} new, {len(diff.still_open)} still open,"
               f" {len(diff.resolved)} resolved.", file=sys.stderr)
+    else:
+        try:        # the owner's acknowledgements, when the monitor's schema is there and readable
+            with read_store(_store_dsn(args)) as conn:
+                if conn is not None:
+                    attach_acknowledgements(conn, report, datetime.now(UTC), record_lapsed=False)
+        except MonitorError:
+            pass
     return emit_report(report, args.format, args.fail_on)
 
 
@@ -415,6 +448,30 @@ def check_approver_identity(sqs, sts, queue_url: str) -> None:
                            " ApproverPrincipals include yours")
 
 
+def cmd_ack(args) -> int:
+    import getpass
+
+    from billing_monitor.store.acks import acknowledge
+
+    by = args.by or f"cli:{getpass.getuser()}"
+    with open_store(_store_dsn(args)) as conn:
+        ack, finding = acknowledge(conn, args.finding_id, by, datetime.now(UTC), note=args.note, until=args.until)
+    until = f"until {ack.until.date()} or until it changes" if ack.until else "until it changes"
+    who = customer_label(finding.get("contact")) if finding.get("contact") else finding.get("paypal_subscription_id") or "-"
+    print(f"Acknowledged {finding['check']} {ack.finding_id} ({who}) by {by}, {until}: left out of Slack's counts.")
+    return EXIT_OK
+
+
+def cmd_unack(args) -> int:
+    from billing_monitor.store.acks import unacknowledge
+
+    with open_store(_store_dsn(args)) as conn:
+        forgotten = unacknowledge(conn, args.finding_id)
+    print(f"Finding {args.finding_id}: acknowledgement forgotten; counted again from the next scan." if forgotten
+          else f"Finding {args.finding_id} was not acknowledged: nothing to do.")
+    return EXIT_OK
+
+
 def cmd_letter(args) -> int:
     from billing_monitor.letters import letter_context, render_letter
     from billing_monitor.store.refunds import refunds_of_finding
@@ -478,7 +535,8 @@ def cmd_doctor(args) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
-COMMANDS = {"scan": cmd_scan, "demo": cmd_demo, "history": cmd_history, "approve": cmd_approve,
+COMMANDS = {"scan": cmd_scan, "demo": cmd_demo, "history": cmd_history, "approve": cmd_approve, "ack": cmd_ack,
+            "unack": cmd_unack,
             "actions": cmd_actions, "letter": cmd_letter, "doctor": cmd_doctor}
 
 

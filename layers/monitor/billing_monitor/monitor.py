@@ -17,21 +17,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from billing_monitor.db import redact
 from billing_monitor.errors import MonitorError
 from billing_monitor.http import retrying_session
-from billing_monitor.notify import (
-    DAILY,
-    MANUAL,
-    MONTHLY,
-    SlackError,
-    SnsMessage,
-    failure_message,
-    post_to_slack,
-    slack_message,
-    sns_message,
-)
+from billing_monitor.notify import DAILY, MANUAL, MONTHLY, SnsMessage, sns_message
 from billing_monitor.report import build_report
 from billing_monitor.scan import run_scan
 from billing_monitor.settings import ScanSettings, resolve
+from billing_monitor.slack.message import failure_message, slack_message
+from billing_monitor.slack.post import SlackError, post_to_slack
 from billing_monitor.store import ScanDiff, mark_reported, open_store, save_scan
+from billing_monitor.store.acks import attach_acknowledgements
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +152,7 @@ def run_monitoring(settings: ScanSettings, *, schedule: str = MANUAL, publish: C
         with open_store(settings.store_dsn_value) as conn:      # one transaction: all or nothing
             diff = save_scan(conn, report, result.settled)
             attach_refunds(conn, report)
+            attach_acknowledgements(conn, report, started, record_lapsed=True)
         steps.saved = True
         outcome = MonitoringOutcome(report, diff, schedule, steps)
         if publish is not None:
@@ -166,7 +160,8 @@ def run_monitoring(settings: ScanSettings, *, schedule: str = MANUAL, publish: C
             publish(sns_message(report, diff, schedule=schedule))
             steps.published = True
         stage = "posting to Slack"
-        payload = slack_message(report, diff, schedule=schedule) if settings.slack_webhook else None
+        payload = slack_message(report, diff, schedule=schedule, buttons=settings.button_mac) \
+            if settings.slack_webhook else None
         if settings.slack_webhook and payload is None:
             outcome.slack = "nothing new"
         elif settings.slack_webhook:

@@ -1,22 +1,18 @@
-"""What the owner is told (docs/spec/alerts.md): the Slack message (Block Kit) and the SNS message, built
-from the report and what changed since the last scan. No I/O here but `post_to_slack`.
+"""What the owner is told (docs/spec/alerts.md), the part every channel shares, and the SNS message.
 
-A message names every customer at risk (the registry's AT_RISK_CHECKS) with what to do and the money,
-shows a stale import first, counts the findings that need no action in one line, and never says "all
-clear" while anyone is at risk. Slack's limits hold whatever the number of findings.
+What the report says (who is at risk, owed, the money line, the counted line, each customer's line) is
+here; the Slack message (Block Kit, with its buttons) is billing_monitor.slack.message, and posting to Slack
+billing_monitor.slack.post. The Slack names are still importable from here. No I/O in this module.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import re
+from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 
-import requests
-
-from billing_monitor.http import DEFAULT_TIMEOUT, retrying_session
 from billing_monitor.money import money_str
 from billing_monitor.report import charges_money, customer_label, display_money, money_line, paypal_view
 from billing_monitor.rules.registry import (
@@ -34,8 +30,6 @@ from billing_monitor.rules.registry import (
 )
 from billing_monitor.store.scans import ScanDiff
 
-log = logging.getLogger(__name__)
-
 MONTHLY, DAILY, MANUAL = "monthly", "daily", "manual"
 SCHEDULES = (MONTHLY, DAILY, MANUAL)
 
@@ -44,26 +38,9 @@ SNS_SUBJECT_MAX = 100
 EMAIL_BUDGET_BYTES = 64 * 1024      # the plain-text body's share of the SNS message
 SNS_MAX_PAYPAL_ERRORS = 50          # paypal.errors lines the SNS report keeps (the rest counted in errors_omitted)
 
-# Slack's limits (https://api.slack.com/reference/block-kit/blocks) ...
-SLACK_MAX_BLOCKS = 50
-SLACK_SECTION_MAX = 3000
-SLACK_HEADER_MAX = 150
-# ... and one it does not document: past about 13,000 characters of block text it answers
-# msg_blocks_too_long. The whole message's text stays under this.
-SLACK_TEXT_BUDGET = 12_000
 LABEL_MAX = 300                     # a customer's name and e-mail, as shown (data can be anything)
-MORE_COMMAND = "`billing-monitor scan`"
 APPROVE = "billing-monitor approve {finding_id} --by YOU@EXAMPLE.COM"
 APPROVE_REFUND = "billing-monitor approve {finding_id} --refund --by YOU@EXAMPLE.COM"
-
-
-class SlackError(Exception):
-    """Slack did not take the message (after retries)."""
-
-
-def slack_escape(text: str) -> str:
-    """Slack's mrkdwn treats &, < and > as markup: escape them in any text that comes from data."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def clip(text: str, limit: int) -> str:
@@ -83,6 +60,11 @@ def is_at_risk(f: dict) -> bool:
 def is_owed_only(f: dict) -> bool:
     """A customer whose charging stopped and who is still owed money (refund_owed): named under "owed"."""
     return f["check"] in OWED_CHECKS
+
+
+def is_acknowledged(f: dict) -> bool:
+    """Acknowledged by the owner and unchanged since (the report's `acknowledged` block, set from the store)."""
+    return bool(f.get("acknowledged"))
 
 
 def is_named(f: dict) -> bool:
@@ -147,7 +129,8 @@ def heartbeat_line(report: dict, schedule: str) -> str:
 def counted_line(report: dict) -> str | None:
     """'85 duplicate_subscription, 85 misfiled_paypal_id, 7 paypal_only: no action needed' (None: none), and the
     PayPal subscriptions the imports never brought in, which need a look."""
-    by_check = report["summary"]["by_check"]
+    acknowledged = Counter(f["check"] for f in report["findings"] if is_acknowledged(f))
+    by_check = {name: n - acknowledged[name] for name, n in report["summary"]["by_check"].items()}
     counts = sorted(((by_check.get(name, 0), name) for name in NO_ACTION_CHECKS if by_check.get(name)),
                     key=lambda c: (-c[0], CHECK_RANK[c[1]]))
     parts = [", ".join(f"{n} {name}" for n, name in counts) + ": no action needed"] if counts else []
@@ -155,6 +138,8 @@ def counted_line(report: dict) -> str | None:
             and by_check.get(name)]
     parts += [f"{n} {name}: PayPal charges the account for them, no subscriptions row names them (`billing-monitor"
               " scan --paypal` lists them)" for n, name in look]
+    if acknowledged:
+        parts.append(f"{sum(acknowledged.values())} acknowledged, not counted (`billing-monitor unack` brings one back)")
     return "; ".join(parts) or None
 
 
@@ -249,19 +234,6 @@ def _refund_lines(f: dict, code) -> str:
         line += f"\nApprove the refund: {code(APPROVE_REFUND.format(finding_id=f['finding_id']))}"
     return line
 
-
-def customer_line_slack(f: dict) -> str:
-    """One customer at risk, in mrkdwn: who, PayPal id, the money or 'about to be charged', the approval."""
-    who = clip(slack_escape(customer_label(f.get("contact"))), LABEL_MAX)
-    paypal = clip(slack_escape(f.get("paypal_subscription_id") or "-"), 60).replace("`", "'")
-    line = f"*{who}* · PayPal `{paypal}` · {_what_happened(f, lambda s: f'*{s}*')}"
-    if f.get("action"):
-        line += f"\nApprove: `{APPROVE.format(finding_id=f['finding_id'])}`"
-    elif _what_to_do(f):
-        line += f"\n{_what_to_do(f)}"
-    return line + _refund_lines(f, lambda s: f"`{s}`")
-
-
 def customer_line_text(f: dict) -> str:
     """The same, for a plain-text e-mail."""
     who = clip(customer_label(f.get("contact")), LABEL_MAX)
@@ -271,165 +243,6 @@ def customer_line_text(f: dict) -> str:
     elif _what_to_do(f):
         line += f"\n  {_what_to_do(f)}"
     return line + _refund_lines(f, lambda s: s).replace("\n", "\n  ")
-
-
-# ---------------------------------------------------------------- Slack
-
-
-@dataclass
-class _Groups:
-    """The customers at risk a message names, by what happened to them since the last scan."""
-
-    new: list[dict]
-    changed: list[dict]
-    still: list[dict]          # unchanged: named by the monthly message only
-    oldest_months: int          # of the still-open ones (new ones excluded)
-    still_open_count: int       # open at risk and not new: the "still open" of the status line
-    owed: list[dict] = None     # owed, charging stopped, unchanged: named by the monthly message only
-
-
-def _groups(report: dict, diff: ScanDiff) -> _Groups:
-    order = {f["finding_id"]: i for i, f in enumerate(report["findings"])}
-    by_order = lambda fs: sorted(fs, key=lambda f: order.get(f["finding_id"], len(order)))  # noqa: E731
-    new = [f for f in diff.new if is_named(f)]
-    new += [o.finding for o in diff.still_open if is_named(o.finding) and o.unreported and not o.changed]
-    changed = [o.finding for o in diff.still_open if is_named(o.finding) and o.changed]
-    shown = {f["finding_id"] for f in new + changed}
-    still_open = [o for o in diff.still_open if is_at_risk(o.finding)]
-    still = [o.finding for o in still_open if o.finding["finding_id"] not in shown]
-    owed = [o.finding for o in diff.still_open if is_owed_only(o.finding) and o.finding["finding_id"] not in shown]
-    return _Groups(by_order(new), by_order(changed), by_order(still),
-                   max((o.months_open for o in still_open), default=0), len(still_open), by_order(owed))
-
-
-def has_news(diff: ScanDiff) -> bool:
-    """Something a daily scan posts about: new, changed or resolved findings, or ones no post has carried."""
-    return bool(diff.new or diff.resolved or diff.changed or any(o.unreported for o in diff.still_open))
-
-
-def _section(text: str) -> dict:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SLACK_SECTION_MAX)}}
-
-
-def _text_of(block: dict) -> str:
-    if block["type"] == "context":
-        return "".join(e.get("text", "") for e in block["elements"])
-    return block["text"]["text"]
-
-
-def _more(n: int) -> str:
-    return f"…and {n} more: {MORE_COMMAND}"
-
-
-def _pack(groups: list[tuple[str, list[str]]], max_blocks: int, max_chars: int) -> list[dict]:
-    """Sections for the groups of customer lines, within `max_blocks` blocks and `max_chars` characters.
-
-    Every group gets its title and a fair share: the groups take one line each in turn while lines fit
-    (several lines to a section); what a group cannot show is counted on its last line ("…and 37 more:
-    `billing-monitor scan`").
-    """
-    groups = [(title, lines) for title, lines in groups if lines]
-    reserve = 1 + len(_more(10**6))         # room kept in each group's last section for its count
-    sections = [[title] for title, _ in groups]
-    lengths = [len(title) for title, _ in groups]        # of each group's last section
-    shown = [0] * len(groups)
-    chars = sum(len(title) + reserve for title, _ in groups)
-    blocks = len(groups)        # slack_message keeps its other blocks short: these always fit
-    open_groups = set(range(len(groups)))
-    while open_groups:
-        for i in sorted(open_groups):
-            lines = groups[i][1]
-            if shown[i] == len(lines):
-                open_groups.discard(i)
-                continue
-            line = lines[shown[i]]
-            new_section = lengths[i] + 2 + len(line) + reserve > SLACK_SECTION_MAX
-            cost = len(line) + (0 if new_section else 2)
-            if chars + cost > max_chars or blocks + new_section > max_blocks:
-                open_groups.discard(i)          # its order is kept: the rest of it is counted
-                continue
-            if new_section:
-                sections[i].append(line)
-                lengths[i] = len(line)
-                blocks += 1
-            else:
-                sections[i][-1] += "\n\n" + line
-                lengths[i] += 2 + len(line)
-            chars += cost
-            shown[i] += 1
-    out = []
-    for i, (_, lines) in enumerate(groups):
-        if shown[i] < len(lines):
-            sections[i][-1] += "\n" + _more(len(lines) - shown[i])
-        out.extend(_section(text) for text in sections[i])
-    return out
-
-
-def slack_message(report: dict, diff: ScanDiff, *, schedule: str) -> dict | None:
-    """The Block Kit payload; None when a daily scan has nothing new to say.
-
-    The monthly message (and a scan started by hand) always posts: it names every customer at risk and
-    carries the heartbeat line. A daily one posts only news: what is new, changed or resolved.
-    """
-    everything = schedule != DAILY
-    if not everything and not has_news(diff):
-        return None
-    title = headline(report)
-    groups = _groups(report, diff)
-    at_risk_open = bool(at_risk_findings(report))
-    stale = stale_findings(report)
-
-    top = [{"type": "header", "text": {"type": "plain_text", "text": clip(title, SLACK_HEADER_MAX)}}]
-    if len(title) > SLACK_HEADER_MAX:       # the money line is always stated in full
-        top.append(_section(f"*{slack_escape(title)}*"))
-    top.extend(_section(f":warning: *{clip(slack_escape(stale_line(f)), 1000)}*") for f in stale)
-
-    status = []
-    if diff.resolved:
-        resolved_at_risk = sum(is_at_risk(f) for f in diff.resolved)
-        status.append(f"Resolved since the last scan: {len(diff.resolved)}"
-                      + (f" ({resolved_at_risk} of them at risk)" if resolved_at_risk else ""))
-    if groups.still_open_count and everything:
-        status.append(f"Still open: {groups.still_open_count} at risk (oldest {groups.oldest_months} month(s))")
-    counted = counted_line(report)
-    if counted:
-        new_counted = sum(f["check"] in COUNTED_ONLY_CHECKS for f in diff.new)
-        status.append(counted + (f" ({new_counted} of them new)" if new_counted else ""))
-    paypal_problem = paypal_status_line(report)
-    if paypal_problem:
-        status.append(f":warning: {slack_escape(paypal_problem)}")
-    if not at_risk_open and not stale and not owed_findings(report) and not paypal_problem:
-        status.append(":white_check_mark: All clear: nobody is charged, or about to be charged, after canceling.")
-    tail = [_section(clip("\n".join(status), 1500))] if status else []
-    tail.append({"type": "context", "elements": [{"type": "mrkdwn", "text": clip(
-        f"{heartbeat_line(report, schedule)} Scan {slack_escape(report['scan_id'])}.", 500)}]})
-
-    listed = [(f"*New: {len(groups.new)} at risk*", groups.new),
-              (f"*Changed since the last scan: {len(groups.changed)}*", groups.changed)]
-    if everything:
-        listed.append((f"*Still at risk: {len(groups.still)} (monthly reminder)*", groups.still))
-        listed.append((f"*Owed: {len(groups.owed)} (charging stopped, not refunded yet)*", groups.owed))
-    fixed_chars = sum(len(_text_of(b)) for b in top + tail)
-    middle = _pack([(t, [customer_line_slack(f) for f in fs]) for t, fs in listed],
-                   SLACK_MAX_BLOCKS - len(top) - len(tail), SLACK_TEXT_BUDGET - fixed_chars)
-    return {"text": clip(title, SLACK_SECTION_MAX), "blocks": top + middle + tail}
-
-
-def failure_message(scan_date: str, reason: str, done: str) -> dict:
-    """One line: 'The scan of 2026-12-01 failed: cannot connect to … (nothing was saved, published or posted).'"""
-    reason = " ".join(reason.split())
-    return {"text": clip(f":x: The scan of {scan_date} failed: {slack_escape(reason)} ({done}).", SLACK_SECTION_MAX)}
-
-
-def post_to_slack(webhook_url: str, payload: dict, session: requests.Session | None = None) -> None:
-    """POST to an incoming webhook; 429 and 5xx are retried with back-off. Raises SlackError."""
-    session = session or retrying_session(methods=("POST",))
-    try:
-        answer = session.post(webhook_url, json=payload, timeout=DEFAULT_TIMEOUT)
-    except requests.RequestException as exc:
-        raise SlackError(f"Slack unreachable: {type(exc).__name__}") from None
-    if answer.status_code != 200:
-        raise SlackError(f"Slack answered {answer.status_code}: {answer.text[:200]}")
 
 
 # ---------------------------------------------------------------- SNS
@@ -538,3 +351,20 @@ def sns_message(report: dict, diff: ScanDiff | None, *, schedule: str = MONTHLY,
         email_budget //= 2
         message = envelope(document, email_text(report, diff, schedule=schedule, budget=email_budget))
     return message
+
+
+# The Slack side moved to billing_monitor.slack (message.py, post.py); its names stay importable from here.
+_SLACK_NAMES = {
+    "SLACK_MAX_BLOCKS": "message", "SLACK_SECTION_MAX": "message", "SLACK_HEADER_MAX": "message",
+    "SLACK_TEXT_BUDGET": "message", "MORE_COMMAND": "message", "slack_escape": "message",
+    "customer_line_slack": "message", "has_news": "message", "slack_message": "message",
+    "failure_message": "message", "SlackError": "post", "post_to_slack": "post",
+}
+
+
+def __getattr__(name: str):
+    if name in _SLACK_NAMES:
+        from importlib import import_module
+
+        return getattr(import_module(f"billing_monitor.slack.{_SLACK_NAMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

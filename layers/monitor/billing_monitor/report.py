@@ -73,6 +73,7 @@ def finding_to_dict(f: Finding) -> dict:
         "detail": f.detail,
         "paypal": f.paypal,
         "refund": f.refund,
+        "acknowledged": None,     # {"by", "at", "note", "until"} when the owner acknowledged it (store/acks.py)
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
@@ -160,6 +161,17 @@ class ScanSettings(FunctionSettings):
     paypal_search_days: int = Field(DEFAULT_PAYPAL_SEARCH_DAYS, alias="PAYPAL_SEARCH_DAYS", ge=1)
     paypal_max_seconds: float = Field(DEFAULT_PAYPAL_MAX_SECONDS, alias="PAYPAL_MAX_SECONDS", gt=0)
     paypal_max_calls: int = Field(DEFAULT_PAYPAL_MAX_CALLS, alias="PAYPAL_MAX_CALLS", ge=1)
+    # The Slack app's signing secret: the buttons' macs (slack-actions.md). Not configured: no buttons.
+    slack_signing_secret: SecretStr | None = Field(None, alias="SLACK_SIGNING_SECRET")
+
+    @property
+    def button_mac(self):
+        """What makes the Slack message's buttons, or None (no signing secret: the commands alone)."""
+        if self.slack_signing_secret is None:
+            return None
+        from billing_monitor.slack.buttons import ButtonMac
+
+        return ButtonMac(self.slack_signing_secret.get_secret_value())
 
     @model_validator(mode="after")
     def _paypal_complete(self):
@@ -221,6 +233,38 @@ class CancelSettings(FunctionSettings):
     @property
     def paypal_base_url(self) -> str:
         return self.paypal_base_url_override or self.BASE_URLS[self.paypal_environment]
+
+
+SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
+
+
+class SlackActionsSettings(FunctionSettings):
+    """The Slack clicks function (functions/slack_actions): Slack's signing secret, who may click, where the
+    approvals go. It reads the monitor's schema (the saved findings, acknowledgements) with the store DSN."""
+
+    slack_signing_secret: SecretStr = Field(alias="SLACK_SIGNING_SECRET",
+                                            description="the Slack app's signing secret (Basic Information)")
+    approver_ids: tuple[str, ...] = Field(alias="SLACK_APPROVER_IDS",
+                                          description="Slack user ids allowed to click, comma-separated")
+    approvals_queue_url: str = Field(alias="BILLING_MONITOR_APPROVALS_QUEUE_URL")
+    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE")
+
+    @field_validator("approver_ids", mode="before")
+    @classmethod
+    def _approver_ids(cls, value):
+        if isinstance(value, str):
+            value = value.split(",")
+        ids = tuple(v.strip() for v in value if v.strip())
+        if not ids:
+            raise ValueError("is empty: nobody could act from Slack")
+        bad = [v for v in ids if not SLACK_USER_ID.match(v)]
+        if bad:
+            raise ValueError(f"is not a list of Slack user ids (like U012AB3CDE): {', '.join(bad[:3])}")
+        return ids
+
+    @property
+    def signing_secret(self) -> str:
+        return self.slack_signing_secret.get_secret_value()
 
 
 def describe_settings_error(model: type[BaseSettings], exc: ValidationError) -> str:

@@ -1,0 +1,1 @@
+"""Slack: the scan's message and its buttons (message.py, buttons.py), posting (post.py), clicks (clicks.py)."""
