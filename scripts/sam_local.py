@@ -1,4 +1,4 @@
-"""`make sam-local`: both functions run by `sam local invoke` in Lambda's container, against local stand-ins.
+"""`make sam-local`: the functions run by `sam local invoke` in Lambda's container, against local stand-ins.
 
 Starts, on the addresses events/env.json names (host.docker.internal = the docker bridge, 172.17.0.1):
   * a PostgreSQL (Debian's 15 when installed, else the embedded one's binaries) with the demo data, and the
@@ -10,7 +10,8 @@ Starts, on the addresses events/env.json names (host.docker.internal = the docke
 then `sam build` and the README's commands, `sam local invoke ScanFunction -e events/scheduled_monthly.json
 --env-vars events/env.json` and the same for CancelFunction with the valid, duplicate and malformed approvals,
 and checks what they answered and did: the demo's 4 critical and 990.00 USD, one cancellation in PayPal, one
-refusal. The Lambda image: AWS's, pulled, when a registry answers; else the offline stand-in that
+refusal; then SlackActionsFunction with events/slack_click.json signed now (the saved finding's approval queued
+once, the message updated; the file as stored, older than 5 minutes, refused). The Lambda image: AWS's, pulled, when a registry answers; else the offline stand-in that
 scripts/build-lambda-python-standin builds (samconfig.toml: skip_pull_image, add_host).
 
   scripts/sam_local.py            run it all, stop everything, exit 0 only when every check passed
@@ -213,16 +214,20 @@ def local_aws(address: str, port: int, config: dict):
         sns, sqs = session.client("sns", endpoint_url=endpoint), session.client("sqs", endpoint_url=endpoint)
         topic = sns.create_topic(Name=config["topic_arn"].rsplit(":", 1)[1])["TopicArn"]
         check(topic == config["topic_arn"], "the findings topic is the one events/env.json names")
-        sqs.create_queue(QueueName=config["approvals_queue"])          # where a local Slack click queues its approval
+        approvals = sqs.create_queue(QueueName=config["approvals_queue"])["QueueUrl"]   # where a Slack click queues
         queue = sqs.create_queue(QueueName="findings-seen")["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
         say(f"moto server on {endpoint} (IAM user {OWNER_USER} = {sender_id}, table {config['table']}, topic)")
 
-        def published() -> list[dict]:
-            got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        def received(url: str) -> list[dict]:
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
             return [json.loads(m["Body"]) for m in got]
 
+        def published() -> list[dict]:
+            return received(queue)
+
+        published.approvals = lambda: received(approvals)       # what Slack clicks queued
         yield published
     finally:
         server.stop()
@@ -245,9 +250,11 @@ def sam_env(samenv: Path) -> dict:
             "AWS_REGION": REGION}
 
 
-def invoke(samenv: Path, function: str, event: str) -> dict:
-    """The README's command, as written (samconfig.toml adds skip_pull_image and add_host)."""
-    cmd = ["sam", "local", "invoke", function, "-e", f"events/{event}", "--env-vars", "events/env.json"]
+def invoke(samenv: Path, function: str, event: str | Path) -> dict:
+    """The README's command, as written (samconfig.toml adds skip_pull_image and add_host); `event` is a file of
+    events/ or a path."""
+    path = event if isinstance(event, Path) else f"events/{event}"
+    cmd = ["sam", "local", "invoke", function, "-e", str(path), "--env-vars", "events/env.json"]
     began = time.monotonic()
     done = run(cmd, timeout=300, env=sam_env(samenv), capture=True)
     lines = [line for line in done.stdout.splitlines() if line.strip().startswith("{")]
@@ -291,6 +298,29 @@ def exercise(samenv: Path, dsn: str, slack, paypal, published) -> None:
     check([a[0] for a in actions(dsn)] == ["canceled", "refused"] and len(paypal.cancel_calls()) == 1,
           "the malformed approval was refused and recorded: one cancel, one refusal")
     check(paypal.violations == [], "every PayPal call matched PayPal's OpenAPI description")
+    click_in_slack(samenv, slack, published.approvals)
+
+
+def click_in_slack(samenv: Path, slack, approvals) -> None:
+    """events/slack_click.json (Oskar's Cancel button, by U012AB3CDE), signed now with env.json's local secret as
+    scripts/slack_click.py signs it: the saved finding's approval queued once, the clicked message updated."""
+    from billing_monitor.slack.simulate import resign
+
+    secret = json.loads((ROOT / "events" / "env.json").read_text())["SlackActionsFunction"]["SLACK_SIGNING_SECRET"]
+    with tempfile.TemporaryDirectory() as folder:
+        signed = Path(folder) / "slack_click_signed.json"
+        signed.write_text(json.dumps(resign(json.loads((ROOT / "events" / "slack_click.json").read_text()), secret)))
+        answer = invoke(samenv, "SlackActionsFunction", signed)
+        check(answer.get("statusCode") == 200, f"the signed click was answered 200 ({answer})")
+        queued = approvals()
+        check([(q["finding_id"], q["approved_by"]) for q in queued] == [("6c3f746973e9a73c", "slack:U012AB3CDE")],
+              f"the click queued the saved finding's approval, approved by slack:U012AB3CDE ({queued})")
+        check(any("queued by" in json.dumps(m).lower() for m in slack.messages),
+              "the clicked message was updated through response_url")
+        again = invoke(samenv, "SlackActionsFunction", signed)
+        check(again.get("statusCode") == 200 and approvals() == [], "the same click again queued nothing more")
+    unsigned = invoke(samenv, "SlackActionsFunction", "slack_click.json")      # as stored: older than 5 minutes
+    check(unsigned.get("statusCode") == 401, "a click signed more than 5 minutes ago was refused (401)")
 
 
 def main() -> int:
