@@ -316,7 +316,7 @@ def find_finding(args, *, refund: bool = False) -> dict:
 
 def cmd_approve(args) -> int:
     # Imported here: the approval model (pydantic) is not needed by a scan, which starts faster without it.
-    from billing_monitor.approvals import ApprovalRefused, build_approval, build_refund_approval
+    from billing_monitor.actions.approval import ApprovalRefused, build_approval, build_refund_approval
 
     if args.transactions and not args.refund:
         raise MonitorError("--transactions needs --refund")
@@ -379,7 +379,7 @@ def check_approver_identity(sqs, sts, queue_url: str) -> None:
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from billing_monitor.approvers import allowed_senders, caller_as_principal_arn, same_principal
+    from billing_monitor.actions.approvers import allowed_senders, caller_as_principal_arn, same_principal
 
     try:
         caller = caller_as_principal_arn(sts.get_caller_identity()["Arn"])

@@ -19,7 +19,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from billing_monitor.approvers import parse_principal_arn
+from billing_monitor.actions.approvers import parse_principal_arn
 from billing_monitor.errors import MonitorError
 from billing_monitor.money import parse_tolerance
 from billing_monitor.paypal import LIVE_URL, SANDBOX_URL

@@ -12,7 +12,7 @@ from billing_monitor.rules.registry import ENDED_STATUSES
 from billing_monitor.store.migrations import SCHEMA
 
 if TYPE_CHECKING:
-    from billing_monitor.approvals import ApprovalMessage
+    from billing_monitor.actions.approval import ApprovalMessage
 
 # Outcomes of an approval (002_actions.sql's check constraint lists the same three).
 CANCELED, ALREADY_CANCELED, REFUSED = "canceled", "already_canceled", "refused"

@@ -11,8 +11,8 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from billing_monitor.approvals import ApprovalMessage, RefundApprovalMessage, stored_body
-from billing_monitor.approvers import Principal, verified_sender
+from billing_monitor.actions.approval import ApprovalMessage, RefundApprovalMessage, stored_body
+from billing_monitor.actions.approvers import Principal, verified_sender
 from billing_monitor.paypal import PayPalClient, PayPalError, PayPalTransient
 from billing_monitor.report import build_report, customer_label
 from billing_monitor.rules.registry import BILLING_DISCONNECT, DUPLICATE_SUBSCRIPTION, PAYPAL_ONLY, PAYPAL_STILL_ACTIVE
