@@ -408,7 +408,10 @@ def test_migrations_twice_and_concurrently(fresh_database):
     with db.connect(dsn, read_only=False) as conn:
         assert apply_migrations(conn) == []
         versions = conn.execute("select version from billing_monitor.schema_migrations order by 1").fetchall()
-        assert [v for (v,) in versions] == shipped == list(range(1, len(shipped) + 1))
+        # applied in order, every shipped one; versions may have a gap while another branch's migration is in
+        # flight (007 arrives with the acknowledgements of issue 20; 008 is prevention's)
+        assert [v for (v,) in versions] == shipped == sorted(set(shipped))
+        assert shipped[0] == 1
         assert conn.execute("select count(*) from information_schema.tables"
                             " where table_schema = 'public'").fetchone()[0] == 4  # production untouched
 

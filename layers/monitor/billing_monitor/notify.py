@@ -18,7 +18,17 @@ import requests
 
 from billing_monitor.http import DEFAULT_TIMEOUT, retrying_session
 from billing_monitor.money import money_str
-from billing_monitor.report import charges_money, customer_label, display_money, money_line, paypal_view
+from billing_monitor.report import (
+    by_due,
+    charges_money,
+    customer_label,
+    display_money,
+    due_text,
+    money_line,
+    paypal_view,
+    prevented_line,
+    scan_time,
+)
 from billing_monitor.rules.registry import (
     AT_RISK_CHECKS,
     CHECK_RANK,
@@ -194,13 +204,11 @@ def _what_happened_in_the_data(f: dict, bold) -> str:
         what = f"charged {charges['count']}x over {months} month{'s' if months != 1 else ''} after canceling, {bold(money)}"
         where = "in Kajabi " if f.get("kajabi_canceled_at") or f.get("kajabi_subscription_id") else ""
         return what + (f" (canceled {where}{canceled})" if canceled else "")
-    when = (f.get("paypal") or {}).get("next_billing_time")     # once the scan reconciles with PayPal (alerts.md)
-    bills = f"PayPal bills next on {when[:10]}" if when else "PayPal bills at its next cycle"
-    price = ""
+    price = ""          # when PayPal charges next: the due line (prevention.md)
     if f.get("amount"):
         cycle = f"/{f['billing_cycle']}" if f.get("billing_cycle") else ""
         price = f" ({f['amount']} {currency}".rstrip() + f"{cycle})"
-    return f"{bold('about to be charged')}: canceled in Kajabi on {canceled or 'an unknown date'}, {bills}{price}"
+    return f"{bold('about to be charged')}: canceled in Kajabi on {canceled or 'an unknown date'}{price}"
 
 
 def _what_to_do(f: dict) -> str | None:
@@ -250,11 +258,38 @@ def _refund_lines(f: dict, code) -> str:
     return line
 
 
-def customer_line_slack(f: dict) -> str:
-    """One customer at risk, in mrkdwn: who, PayPal id, the money or 'about to be charged', the approval."""
+def _due_and_auto(f: dict, report: dict | None) -> list[str]:
+    """For a customer at risk: the due (worded against the scan's time) and what auto-cancel did about them."""
+    if report is None or not is_at_risk(f):
+        return []
+    lines = [due_text(f, scan_time(report))]
+    note = auto_cancel_note(report, f)
+    return [*lines, note] if note else lines
+
+
+def auto_cancel_note(report: dict, f: dict) -> str | None:
+    """'auto-cancel: approval queued (policy unambiguous)', or 'not auto-canceled: <why>' (None: auto-cancel off)."""
+    auto = report.get("auto_cancel")
+    if not auto:
+        return None
+    if f["finding_id"] in auto.get("queued", ()):
+        return f"auto-cancel: approval queued (policy {auto['policy']})"
+    why = (auto.get("not_queued") or {}).get(f["finding_id"])
+    return f"not auto-canceled: {why}" if why else None
+
+
+def auto_cancel_lines(report: dict) -> list[str]:
+    """The run's own auto-cancel lines: over the cap, or no reconciliation (per-customer reasons are on their lines)."""
+    auto = report.get("auto_cancel")
+    return [auto["line"]] if auto and auto.get("line") else []
+
+
+def customer_line_slack(f: dict, report: dict | None = None) -> str:
+    """One customer at risk, in mrkdwn: who, PayPal id, the money or 'about to be charged', the due, the approval."""
     who = clip(slack_escape(customer_label(f.get("contact"))), LABEL_MAX)
     paypal = clip(slack_escape(f.get("paypal_subscription_id") or "-"), 60).replace("`", "'")
     line = f"*{who}* · PayPal `{paypal}` · {_what_happened(f, lambda s: f'*{s}*')}"
+    line += "".join(f"\n{slack_escape(x)}" for x in _due_and_auto(f, report))
     if f.get("action"):
         line += f"\nApprove: `{APPROVE.format(finding_id=f['finding_id'])}`"
     elif _what_to_do(f):
@@ -262,10 +297,11 @@ def customer_line_slack(f: dict) -> str:
     return line + _refund_lines(f, lambda s: f"`{s}`")
 
 
-def customer_line_text(f: dict) -> str:
+def customer_line_text(f: dict, report: dict | None = None) -> str:
     """The same, for a plain-text e-mail."""
     who = clip(customer_label(f.get("contact")), LABEL_MAX)
     line = f"- {who}, PayPal {f.get('paypal_subscription_id') or '-'}: {_what_happened(f, lambda s: s)}"
+    line += "".join(f"\n  {x}" for x in _due_and_auto(f, report))
     if f.get("action"):
         line += f"\n  To stop it, approve the cancellation: {APPROVE.format(finding_id=f['finding_id'])}"
     elif _what_to_do(f):
@@ -290,7 +326,7 @@ class _Groups:
 
 def _groups(report: dict, diff: ScanDiff) -> _Groups:
     order = {f["finding_id"]: i for i, f in enumerate(report["findings"])}
-    by_order = lambda fs: sorted(fs, key=lambda f: order.get(f["finding_id"], len(order)))  # noqa: E731
+    by_order = lambda fs: by_due(sorted(fs, key=lambda f: order.get(f["finding_id"], len(order))))  # noqa: E731
     new = [f for f in diff.new if is_named(f)]
     new += [o.finding for o in diff.still_open if is_named(o.finding) and o.unreported and not o.changed]
     changed = [o.finding for o in diff.still_open if is_named(o.finding) and o.changed]
@@ -398,6 +434,9 @@ def slack_message(report: dict, diff: ScanDiff, *, schedule: str) -> dict | None
     paypal_problem = paypal_status_line(report)
     if paypal_problem:
         status.append(f":warning: {slack_escape(paypal_problem)}")
+    status += [f":robot_face: {slack_escape(line)}" for line in auto_cancel_lines(report)]
+    if everything and prevented_line(report):
+        status.append(f":shield: {prevented_line(report)}")
     if not at_risk_open and not stale and not owed_findings(report) and not paypal_problem:
         status.append(":white_check_mark: All clear: nobody is charged, or about to be charged, after canceling.")
     tail = [_section(clip("\n".join(status), 1500))] if status else []
@@ -410,7 +449,7 @@ def slack_message(report: dict, diff: ScanDiff, *, schedule: str) -> dict | None
         listed.append((f"*Still at risk: {len(groups.still)} (monthly reminder)*", groups.still))
         listed.append((f"*Owed: {len(groups.owed)} (charging stopped, not refunded yet)*", groups.owed))
     fixed_chars = sum(len(_text_of(b)) for b in top + tail)
-    middle = _pack([(t, [customer_line_slack(f) for f in fs]) for t, fs in listed],
+    middle = _pack([(t, [customer_line_slack(f, report) for f in fs]) for t, fs in listed],
                    SLACK_MAX_BLOCKS - len(top) - len(tail), SLACK_TEXT_BUDGET - fixed_chars)
     return {"text": clip(title, SLACK_SECTION_MAX), "blocks": top + middle + tail}
 
@@ -460,7 +499,7 @@ def email_text(report: dict, diff: ScanDiff | None, *, schedule: str, budget: in
     risk with what to do, the counted line, what changed, the heartbeat line."""
     head = [headline(report), "", heartbeat_line(report, schedule), ""]
     head += [f"WARNING: {stale_line(f)}\n" for f in stale_findings(report)]
-    at_risk = at_risk_findings(report)
+    at_risk = by_due(at_risk_findings(report))
     tail = [""]
     counted = counted_line(report)
     if counted:
@@ -471,6 +510,9 @@ def email_text(report: dict, diff: ScanDiff | None, *, schedule: str, budget: in
     owed = owed_findings(report)
     if paypal_status_line(report):
         tail.append(paypal_status_line(report) + ".")
+    tail += auto_cancel_lines(report)
+    if schedule != DAILY and prevented_line(report):
+        tail.append(prevented_line(report) + ".")
     if not at_risk and not owed and not stale_findings(report) and not paypal_status_line(report):
         tail.append("All clear: nobody is charged, or about to be charged, after canceling.")
     tail.append(f"Scan {report['scan_id']}. The full report: `billing-monitor scan --format json`, or this"
@@ -483,7 +525,7 @@ def email_text(report: dict, diff: ScanDiff | None, *, schedule: str, budget: in
     for i, f in enumerate(named):
         if f is (owed[0] if owed else None):
             lines.append(f"Owed, charging stopped ({len(owed)}):")
-        line = customer_line_text(f)
+        line = customer_line_text(f, report)
         used += len(line.encode()) + 1
         if used > budget:
             lines.append(f"...and {len(named) - i} more: billing-monitor scan")

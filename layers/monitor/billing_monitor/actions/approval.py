@@ -7,11 +7,14 @@ import re
 from typing import Literal
 
 from aws_lambda_powertools.utilities.parser import BaseModel, Field, ValidationError, parse
-from pydantic import AliasChoices, ConfigDict, field_validator
+from pydantic import AliasChoices, ConfigDict, field_validator, model_validator
 
+from billing_monitor.actions.policy import AUTO_APPROVER, UNAMBIGUOUS
 from billing_monitor.rules.registry import CANCEL_PAYPAL_SUBSCRIPTION, PAYPAL_ID_PATTERN, REFUND_PAYPAL_CHARGES
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+#: a person's e-mail, or auto-cancel's label (prevention.md); who sent the message is proven by its SenderId
+APPROVER_PATTERN = rf"^(?:[^@\s]+@[^@\s]+\.[^@\s]+|{AUTO_APPROVER})$"
 TRANSACTION_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")   # safe in a URL path; PayPal's are 17 upper-case alphanumerics
 STORED_BODY_LIMIT = 4096     # characters of a message body kept in the audit table
 
@@ -24,9 +27,22 @@ class ApprovalMessage(BaseModel):
     action: Literal["cancel_paypal_subscription"]
     finding_id: str = Field(pattern=r"^[0-9a-f]{16}$")
     paypal_subscription_id: str = Field(pattern=PAYPAL_ID_PATTERN, max_length=50)
-    approved_by: str = Field(pattern=EMAIL_PATTERN, max_length=254)
+    approved_by: str = Field(pattern=APPROVER_PATTERN, max_length=254)
     reason: str = Field(default="", max_length=128)
     force: bool = False
+    policy: Literal["unambiguous"] | None = None     # set by auto-cancel only, with approved_by "auto-cancel"
+
+    @model_validator(mode="after")
+    def _auto_cancel_says_its_policy(self):
+        if (self.approved_by == AUTO_APPROVER) != (self.policy == UNAMBIGUOUS):
+            raise ValueError(f'approved_by "{AUTO_APPROVER}" goes with "policy": "{UNAMBIGUOUS}", and only with it')
+        if self.policy and self.force:
+            raise ValueError("auto-cancel never forces")
+        return self
+
+    @property
+    def automatic(self) -> bool:
+        return self.policy is not None
 
     @property
     def idempotency_key(self) -> str:
