@@ -344,7 +344,7 @@ def render_table(report: dict, *, max_listed: int = 10) -> str:
         group = by_due(group)
         shown = group if severity == SEVERITIES[0] else group[:max_listed]
         lines.append(f"{severity.upper()} ({len(group)})")
-        lines.extend(_describe(f, scan_time(report)) for f in shown)
+        lines.extend(_describe(f, scan_time(report) if report.get("paypal") is not None else None) for f in shown)
         if len(group) > len(shown):
             lines.append(f"  ... and {len(group) - len(shown)} more (--format json lists all)")
         lines.append("")

@@ -30,7 +30,8 @@ class ApprovalMessage(BaseModel):
     approved_by: str = Field(pattern=APPROVER_PATTERN, max_length=254)
     reason: str = Field(default="", max_length=128)
     force: bool = False
-    policy: Literal["unambiguous"] | None = None     # set by auto-cancel only, with approved_by "auto-cancel"
+    # auto-cancel's messages add "policy": "unambiguous" (prevention.md), a key kept as an extra so that a person's
+    # approval dumps exactly as before
 
     @model_validator(mode="after")
     def _auto_cancel_says_its_policy(self):
@@ -39,6 +40,10 @@ class ApprovalMessage(BaseModel):
         if self.policy and self.force:
             raise ValueError("auto-cancel never forces")
         return self
+
+    @property
+    def policy(self) -> str | None:
+        return (self.model_extra or {}).get("policy")
 
     @property
     def automatic(self) -> bool:

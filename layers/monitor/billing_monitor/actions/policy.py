@@ -142,7 +142,8 @@ def decide(findings: Sequence[dict], *, now: datetime, grace_hours: float = DEFA
 def approval_reason(f: dict) -> str:
     """'Canceled in Kajabi on 2026-12-02; auto-canceled before PayPal's charge of 2026-12-16' (PayPal keeps 128)."""
     when = canceled_at(f)
-    head = f"{_where_canceled(f).capitalize()} on {when.astimezone(UTC).date().isoformat() if when else 'an unknown date'}"
+    where = _where_canceled(f)
+    head = f"{where[0].upper()}{where[1:]} on {when.astimezone(UTC).date().isoformat() if when else 'an unknown date'}"
     due = (f.get("paypal") or {}).get("next_billing_time")
     tail = f"auto-canceled before PayPal's charge of {due[:10]}" if due else \
         f"auto-canceled (PayPal {(f.get('paypal') or {}).get('status')}, no charge scheduled)"
