@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from billing_monitor.actions.approval import ApprovalMessage, parse_approval
+from billing_monitor.actions.approval import ApprovalMessage, ApprovalRefused, parse_approval
 from billing_monitor.actions.policy import Facts, approval_message, decide, refusal
 from billing_monitor.rules.registry import BILLING_DISCONNECT, DUPLICATE_SUBSCRIPTION, PAYPAL_STILL_ACTIVE, POST_CANCELLATION_CHARGE
 
@@ -31,8 +32,8 @@ def disconnect(i: int = 1, **changes) -> dict:
     return f
 
 
-def why(f: dict, facts: Facts = Facts(), grace: float = 24) -> str | None:
-    return refusal(f, now=NOW, grace_hours=grace, facts=facts)
+def why(f: dict, facts: Facts | None = None, grace: float = 24) -> str | None:
+    return refusal(f, now=NOW, grace_hours=grace, facts=facts or Facts())
 
 
 def test_a_disconnect_that_qualifies_is_queued_with_the_specs_message():
@@ -45,7 +46,8 @@ def test_a_disconnect_that_qualifies_is_queued_with_the_specs_message():
                        "paypal_subscription_id": "I-LEAVING000001", "approved_by": "auto-cancel", "policy": "unambiguous",
                        "reason": "Canceled in Kajabi on 2026-12-02; auto-canceled before PayPal's charge of 2026-12-16"}
     parsed = ApprovalMessage.model_validate(message)          # the cancel function accepts it
-    assert parsed.automatic and parsed.policy == "unambiguous"
+    assert parsed.automatic
+    assert parsed.policy == "unambiguous"
 
 
 def test_a_paypal_still_active_finding_qualifies_too():
@@ -120,13 +122,13 @@ def test_a_scan_without_paypal_queues_nothing_and_each_customer_says_why():
 def test_findings_that_are_not_at_risk_are_not_mentioned():
     quiet = disconnect(check=DUPLICATE_SUBSCRIPTION, action=None)
     decision = decide([quiet], now=NOW, reconciled=True, facts=Facts())
-    assert decision.queued == [] and decision.not_queued == {}
+    assert decision.queued == []
+    assert decision.not_queued == {}
 
 
 def test_a_person_may_not_pose_as_auto_cancel_without_the_policy_nor_force_it():
     message = approval_message(disconnect())
     for bad in ({k: v for k, v in message.items() if k != "policy"}, dict(message, force=True),
                 dict(message, approved_by="owner@example.com")):
-        with pytest.raises(Exception, match="malformed approval"):
-            import json
+        with pytest.raises(ApprovalRefused, match="malformed approval"):
             parse_approval(json.dumps(bad))
