@@ -26,7 +26,16 @@ from billing_monitor.rules.registry import (
     at_least,
 )
 from billing_monitor.scan import DEFAULT_TOLERANCE, run_scan
-from billing_monitor.store import has_table, list_actions, list_scans, load_finding, open_store, read_store, save_scan
+from billing_monitor.store import (
+    SCHEMA,
+    has_table,
+    list_actions,
+    list_scans,
+    load_finding,
+    open_store,
+    read_store,
+    save_scan,
+)
 
 EXIT_OK, EXIT_ERROR, EXIT_FAIL_ON = 0, 1, 3
 DSN_ENV = "BILLING_MONITOR_DSN"
@@ -244,15 +253,28 @@ def cmd_scan(args) -> int:
     return emit_report(report, args.format, args.fail_on)
 
 
+def _has_column(conn, table: str, column: str) -> bool:
+    return conn.execute("select exists (select 1 from information_schema.columns where table_schema = %s and"
+                        " table_name = %s and column_name = %s)", (SCHEMA, table, column)).fetchone()[0]
+
+
 def cmd_history(args) -> int:
+    from billing_monitor.report import prevented_words
+    from billing_monitor.store.actions import prevented_by_month
+
     with read_store(_store_dsn(args)) as conn:     # read-only: the reader role does, when it may read the schema
         scans = list_scans(conn, args.limit) if conn and has_table(conn, "scan_runs") else []
+        prevented = prevented_by_month(conn) if conn and _has_column(conn, "actions", "prevented_due") else []
     if not scans:
         print("No saved scan yet (billing-monitor scan --save records one).")
     for scan in scans:
         by = scan["summary"]["by_severity"]
         counts = ", ".join(f"{by[s]} {s}" for s in SEVERITIES)
         print(f"{scan['started_at']:%Y-%m-%d %H:%M} UTC  {scan['scan_id']}  {counts}  {scan['money_line']}")
+    if prevented:
+        print("\nPrevented (cancellations made before PayPal's next charge):")
+    for month, by_currency in prevented:
+        print(f"{month}  {prevented_words(by_currency)}")
     return EXIT_OK
 
 
