@@ -172,6 +172,7 @@ class Outcome:
     too_close: list[str] = field(default_factory=list)     # "Member 12 (canceled 2026-03-15 22:10, due 2026-03-16)"
     others: list[str] = field(default_factory=list)
     too_close_charges: int = 0
+    leavers: int = 0                                        # members who canceled in Kajabi during the year
     canceled_in_paypal: int = 0
     prevented: int = 0
     scans: int = 0
@@ -325,6 +326,7 @@ class Year:
             canceled = self.plan.cancels.get(m.n)
             if canceled is None:
                 continue
+            self.outcome.leavers += 1
             after = [t for t in self.paypal.transactions.get(m.paypal_id, ()) if t.time > canceled]
             if not after:
                 continue
@@ -419,6 +421,7 @@ def main() -> None:
     print(f"Simulated {args.days} days, seed {args.seed}: {args.contacts:,} contacts, {args.members} live subscriptions,"
           f" ~5% canceling a month, imports daily at 06:00 UTC with gaps of 3 days from days {GAPS[0][0]} and {GAPS[1][0]},"
           f" scans at 09:00, PayPal billing at 10:00 on each anniversary.")
+    print(f"{outcomes[0].leavers} members canceled in Kajabi during the period.")
     print(table(outcomes))
     print(f"\nWall time {time.monotonic() - started:.0f} s.")
 
