@@ -185,3 +185,24 @@ def test_the_auto_approval_goes_through_the_cancel_function_once_and_shows_as_pr
     assert cli_main(["history", "--dsn", w.prod.dsn]) == 0
     assert (f"{NOW:%Y-%m}  1 subscription canceled before PayPal charged again: 22.00 USD not charged"
             in capsys.readouterr().out)
+
+
+def test_the_cli_previews_what_auto_cancel_would_queue_and_sends_nothing(prod, monkeypatch, capsys):
+    from tests.support.fake_paypal import FakePayPal as Fake
+
+    with Fake() as paypal:
+        c = prod.contact(email="ivy@example.com", first="Ivy", last="Leaving")
+        prod.kajabi(c, status="canceled", canceled_at=(NOW - timedelta(days=2)).isoformat())
+        prod.paypal(c, paypal="I-PREVIEW0001")
+        paypal.add("I-PREVIEW0001", next_billing_time=NOW + timedelta(days=1))
+        for key, value in {"PAYPAL_BASE_URL": paypal.url, "PAYPAL_CLIENT_ID": CLIENT_ID,
+                           "PAYPAL_CLIENT_SECRET": CLIENT_SECRET}.items():
+            monkeypatch.setenv(key, value)
+        assert cli_main(["scan", "--dsn", prod.dsn, "--paypal", "--auto-cancel-preview"]) == 0
+        out = capsys.readouterr().out
+        assert f"PayPal charges 22.00 USD on {(NOW + timedelta(days=1)).date()} (due tomorrow)" in out
+        assert "auto-cancel would queue an approval (policy unambiguous; a preview: nothing sent)" in out
+        monkeypatch.setenv("BILLING_MONITOR_AUTO_CANCEL_GRACE_HOURS", "72")
+        assert cli_main(["scan", "--dsn", prod.dsn, "--paypal", "--auto-cancel-preview"]) == 0
+        assert "not auto-canceled: canceled in Kajabi 2 days ago (grace 72 h)" in capsys.readouterr().out
+        assert paypal.writes() == []

@@ -136,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="record the scan in the billing_monitor schema, as the scheduled function does")
     scan.add_argument("--store-dsn", default=None, help=STORE_DSN_HELP)
     _add_paypal_options(scan)
+    scan.add_argument("--auto-cancel-preview", action="store_true",
+                      help="with --paypal: say what AutoCancel=unambiguous would queue (nothing is sent); the limits are"
+                           " BILLING_MONITOR_AUTO_CANCEL_MAX_PER_RUN and BILLING_MONITOR_AUTO_CANCEL_GRACE_HOURS, as the"
+                           " scan function reads them")
     _add_output_options(scan)
     history = command("history", "list the saved scans, newest first, with their counts and who was charged after canceling")
     history.add_argument("--store-dsn", default=None, help=STORE_DSN_HELP)
@@ -244,6 +248,8 @@ def cmd_scan(args) -> int:
         result = run_scan(dsn, tolerance, statement_timeout_s=args.statement_timeout,
                           stale_after_days=args.stale_after_days, paypal=paypal, store_dsn=_store_dsn(args))
         report = build_report(result)
+    if args.auto_cancel_preview:
+        report["auto_cancel"] = _auto_cancel_preview(args, dsn, report, result.started_at)
     report_paypal_errors(report)
     if args.save:
         with open_store(_store_dsn(args)) as conn:
@@ -251,6 +257,26 @@ def cmd_scan(args) -> int:
         print(f"Saved scan {report['scan_id']}: {len(diff.new)} new, {len(diff.still_open)} still open,"
               f" {len(diff.resolved)} resolved.", file=sys.stderr)
     return emit_report(report, args.format, args.fail_on)
+
+
+def _auto_cancel_preview(args, dsn: str, report: dict, now) -> dict:
+    from billing_monitor.actions.auto_cancel import preview
+    from billing_monitor.settings import ScanSettings
+
+    if not args.paypal:
+        raise MonitorError("--auto-cancel-preview needs --paypal: auto-cancel acts only on what PayPal said in the scan")
+    limits = {}
+    for name, kind in (("max_per_run", int), ("grace_hours", float)):
+        field = ScanSettings.model_fields[f"auto_cancel_{name}"]        # the scan function's variable and default
+        variable, default = field.alias, field.default
+        text = os.environ.get(variable) or str(default)
+        try:
+            limits[name] = kind(text)
+        except ValueError:
+            raise MonitorError(f"{variable} must be a number, got {text!r}") from None
+        if limits[name] < 0:
+            raise MonitorError(f"{variable} must not be negative, got {text!r}")
+    return preview(report, dsn=dsn, store_dsn=_store_dsn(args), now=now, **limits)
 
 
 def _has_column(conn, table: str, column: str) -> bool:

@@ -19,6 +19,7 @@ import requests
 from billing_monitor.http import DEFAULT_TIMEOUT, retrying_session
 from billing_monitor.money import money_str
 from billing_monitor.report import (
+    auto_cancel_note,
     by_due,
     charges_money,
     customer_label,
@@ -265,17 +266,6 @@ def _due_and_auto(f: dict, report: dict | None) -> list[str]:
     lines = [due_text(f, scan_time(report))]
     note = auto_cancel_note(report, f)
     return [*lines, note] if note else lines
-
-
-def auto_cancel_note(report: dict, f: dict) -> str | None:
-    """'auto-cancel: approval queued (policy unambiguous)', or 'not auto-canceled: <why>' (None: auto-cancel off)."""
-    auto = report.get("auto_cancel")
-    if not auto:
-        return None
-    if f["finding_id"] in auto.get("queued", ()):
-        return f"auto-cancel: approval queued (policy {auto['policy']})"
-    why = (auto.get("not_queued") or {}).get(f["finding_id"])
-    return f"not auto-canceled: {why}" if why else None
 
 
 def auto_cancel_lines(report: dict) -> list[str]:

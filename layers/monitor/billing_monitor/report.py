@@ -183,6 +183,19 @@ def due_text(f: dict, now: datetime) -> str:
     return f"PayPal charges {price}on {due.astimezone(UTC).date().isoformat()} ({when})"
 
 
+def auto_cancel_note(report: dict, f: dict) -> str | None:
+    """'auto-cancel: approval queued (policy unambiguous)', or 'not auto-canceled: <why>' (None: auto-cancel off)."""
+    auto = report.get("auto_cancel")
+    if not auto:
+        return None
+    if f["finding_id"] in auto.get("queued", ()):
+        if auto.get("preview"):
+            return f"auto-cancel would queue an approval (policy {auto['policy']}; a preview: nothing sent)"
+        return f"auto-cancel: approval queued (policy {auto['policy']})"
+    why = (auto.get("not_queued") or {}).get(f["finding_id"])
+    return f"not auto-canceled: {why}" if why else None
+
+
 def by_due(findings: list[dict]) -> list[dict]:
     """At-risk customers soonest due first, unknown due last; otherwise (and among equals) in the given order."""
     far = datetime.max.replace(tzinfo=UTC)
@@ -255,7 +268,7 @@ def customer_label(contact: dict | None) -> str:
     return f"{contact['name']} <{contact['email']}>" if contact.get("name") else contact["email"]
 
 
-def _describe(f: dict, now: datetime | None = None) -> str:
+def _describe(f: dict, now: datetime | None = None, auto: dict | None = None) -> str:
     ids = " ".join(x for x in (
         f["paypal_subscription_id"] and f"PayPal {f['paypal_subscription_id']}",
         f["kajabi_subscription_id"] and f"Kajabi {f['kajabi_subscription_id']}",
@@ -282,6 +295,8 @@ def _describe(f: dict, now: datetime | None = None) -> str:
         details.append(paypal_view(f))
     if now is not None and f["check"] in AT_RISK_CHECKS:
         details.append(due_text(f, now))
+    if auto is not None and auto_cancel_note(auto, f):
+        details.append(auto_cancel_note(auto, f))
     if f["action"]:
         details.append(f"approve: billing-monitor approve {f['finding_id']} --by YOU@EXAMPLE.COM")
     return line + "".join(f"\n      {d}" for d in details)
@@ -336,6 +351,8 @@ def render_table(report: dict, *, max_listed: int = 10) -> str:
     lines = [money_line(report), data_currency_line(report)]
     if paypal_line(report):
         lines.append(paypal_line(report))
+    if (report.get("auto_cancel") or {}).get("line"):
+        lines.append(report["auto_cancel"]["line"])
     lines.append("")
     for severity in SEVERITIES:
         group = [f for f in report["findings"] if f["severity"] == severity]
@@ -344,7 +361,8 @@ def render_table(report: dict, *, max_listed: int = 10) -> str:
         group = by_due(group)
         shown = group if severity == SEVERITIES[0] else group[:max_listed]
         lines.append(f"{severity.upper()} ({len(group)})")
-        lines.extend(_describe(f, scan_time(report) if report.get("paypal") is not None else None) for f in shown)
+        now = scan_time(report) if report.get("paypal") is not None else None
+        lines.extend(_describe(f, now, report if report.get("auto_cancel") else None) for f in shown)
         if len(group) > len(shown):
             lines.append(f"  ... and {len(group) - len(shown)} more (--format json lists all)")
         lines.append("")

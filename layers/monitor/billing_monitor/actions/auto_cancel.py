@@ -16,21 +16,37 @@ from datetime import datetime
 from billing_monitor import db
 from billing_monitor.actions.policy import Decision, Facts, approval_message, decide, paypal_id_of
 from billing_monitor.rules.registry import AT_RISK_CHECKS
-from billing_monitor.store import open_store
+from billing_monitor.store import has_table, open_store, read_store
 from billing_monitor.store.actions import canceled_before, live_rows_holding, remember_queued
 
 log = logging.getLogger(__name__)
 
 
-def gather_facts(report: dict, *, dsn: str, store_dsn: str) -> Facts:
+def gather_facts(report: dict, *, dsn: str, store_dsn: str, read_only: bool = False) -> Facts:
+    """Criterion 3's live rows (production, read-only) and criterion 6's ids done before (the store; `read_only`: the
+    CLI's preview, which migrates nothing and reads no store that is not there yet)."""
     ids = sorted({pid for f in report["findings"] if f["check"] in AT_RISK_CHECKS and (pid := paypal_id_of(f))})
     if not ids:
         return Facts()
     with db.connect(dsn, read_only=True, application_name="billing-monitor-auto-cancel") as conn:
         live = live_rows_holding(conn, ids)
-    with open_store(store_dsn, application_name="billing-monitor-auto-cancel") as conn:
-        done = canceled_before(conn, ids)
+    if read_only:
+        with read_store(store_dsn) as conn:
+            done = canceled_before(conn, ids) if conn is not None and has_table(conn, "auto_cancel_queued") else set()
+    else:
+        with open_store(store_dsn, application_name="billing-monitor-auto-cancel") as conn:
+            done = canceled_before(conn, ids)
     return Facts(live_rows=live, done_before=done)
+
+
+def preview(report: dict, *, dsn: str, store_dsn: str, now: datetime, grace_hours: float, max_per_run: int) -> dict:
+    """What auto-cancel would do with this report (`billing-monitor scan --paypal --auto-cancel-preview`): the
+    report's `auto_cancel` block, marked a preview. Nothing is queued or recorded."""
+    reconciled = report.get("paypal") is not None
+    facts = gather_facts(report, dsn=dsn, store_dsn=store_dsn, read_only=True) if reconciled else Facts()
+    decision = decide(report["findings"], now=now, grace_hours=grace_hours, max_per_run=max_per_run,
+                      reconciled=reconciled, facts=facts)
+    return {**decision.as_report(), "preview": True}
 
 
 def auto_cancel(report: dict, *, dsn: str, store_dsn: str, now: datetime, grace_hours: float, max_per_run: int,
