@@ -132,3 +132,17 @@ def test_a_person_may_not_pose_as_auto_cancel_without_the_policy_nor_force_it():
                 dict(message, approved_by="owner@example.com")):
         with pytest.raises(ApprovalRefused, match="malformed approval"):
             parse_approval(json.dumps(bad))
+
+
+def test_the_policy_is_plain_python():
+    """No AWS, no database, no clock of its own: the scan function, the CLI, the tests and the simulated year share it."""
+    import ast
+    from pathlib import Path
+
+    import billing_monitor.actions.policy as policy
+
+    tree = ast.parse(Path(policy.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert imported <= {"__future__", "collections.abc", "dataclasses", "datetime", "billing_monitor.rules.registry"}
+    assert "now(" not in Path(policy.__file__).read_text()
