@@ -11,8 +11,9 @@ then `sam build` and the README's commands, `sam local invoke ScanFunction -e ev
 --env-vars events/env.json` and the same for CancelFunction with the valid, duplicate and malformed approvals,
 and checks what they answered and did: the demo's 4 critical and 990.00 USD, one cancellation in PayPal, one
 refusal; then SlackActionsFunction with events/slack_click.json signed now (the saved finding's approval queued
-once, the message updated; the file as stored, older than 5 minutes, refused). The Lambda image: AWS's, pulled, when a registry answers; else the offline stand-in that
-scripts/build-lambda-python-standin builds (samconfig.toml: skip_pull_image, add_host).
+once, the message updated; the file as stored, older than 5 minutes, refused). The Lambda image: AWS's, pulled,
+when a registry answers; else the offline stand-in that scripts/build-lambda-python-standin builds
+(samconfig.toml: skip_pull_image, add_host).
 
   scripts/sam_local.py            run it all, stop everything, exit 0 only when every check passed
   scripts/sam_local.py --serve    start the services and wait (Ctrl-C): run the README's commands by hand

@@ -21,9 +21,9 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing_monitor.approvals import ApprovalMessage, ApprovalRefused, parse_approval
-from billing_monitor.approvers import Principal, resolve_principals
-from billing_monitor.cancellation import CancellationService, Delivery, first_line, paypal_client_for
+from billing_monitor.actions.approval import ApprovalMessage, ApprovalRefused, parse_approval
+from billing_monitor.actions.approvers import Principal, resolve_principals
+from billing_monitor.actions.cancel import CancellationService, Delivery, first_line, paypal_client_for
 from billing_monitor.http import retrying_session
 from billing_monitor.logmask import powertools_logger
 from billing_monitor.rules.registry import REFUND_PAYPAL_CHARGES

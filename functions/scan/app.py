@@ -3,6 +3,8 @@ the rest and, when a step fails, says which were done (and tells Slack) before t
 
 from __future__ import annotations
 
+import json
+
 import boto3
 from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -17,6 +19,7 @@ logger = powertools_logger()
 metrics = Metrics()
 tracer = Tracer()
 sns = boto3.client("sns")
+sqs = boto3.client("sqs")
 
 
 def sns_publisher(topic_arn: str):
@@ -24,6 +27,13 @@ def sns_publisher(topic_arn: str):
         sns.publish(TopicArn=topic_arn, Message=message.body, MessageStructure="json", Subject=message.subject,
                     MessageAttributes=message.attributes)
     return publish
+
+
+def approvals_sender(queue_url: str):
+    """Auto-cancel's approvals go on the same queue as a person's; the scan function's role is then their sender."""
+    def send(approval: dict) -> None:
+        sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(approval))
+    return send
 
 
 def record_metric(name: str, unit: MetricUnit, value: float) -> None:
@@ -36,7 +46,7 @@ def record_metric(name: str, unit: MetricUnit, value: float) -> None:
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     try:
         outcome = run_scheduled(event, load_settings=ScanSettings.from_env, publisher=sns_publisher,
-                                record_metric=record_metric,
+                                record_metric=record_metric, approvals_sender=approvals_sender,
                                 remaining_s=lambda: context.get_remaining_time_in_millis() / 1000)
     except Exception as exc:
         logger.exception(str(exc))      # MonitoringFailed: "the scan of … failed: … (scan saved, not published …)"

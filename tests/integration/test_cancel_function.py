@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from moto import mock_aws
 
-from billing_monitor import cancellation
+from billing_monitor.actions import cancel as cancellation
 from billing_monitor.report import build_report
 from billing_monitor.scan import run_scan
 from tests.support.aws import LambdaContext, load_event, load_handler_module

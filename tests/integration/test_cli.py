@@ -242,7 +242,7 @@ def test_scan_save_then_history(demo_db, capsys):
 
 
 def test_approve_dry_run_prints_the_message_a_cancel_function_accepts(demo_db, capsys):
-    from billing_monitor.approvals import parse_approval
+    from billing_monitor.actions.approval import parse_approval
 
     code, out, err = run_cli(capsys, "approve", "6c3f746973e9a73c", "--by", "owner@example.com",
                              "--dsn", demo_db, "--dry-run")

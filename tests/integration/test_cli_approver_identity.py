@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from billing_monitor.approvers import allowed_senders, caller_as_principal_arn, same_principal
+from billing_monitor.actions.approvers import allowed_senders, caller_as_principal_arn, same_principal
 from billing_monitor.cli import main
 
 pytestmark = pytest.mark.integration

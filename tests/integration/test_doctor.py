@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from moto import mock_aws
 
-from billing_monitor.approvers import caller_as_principal_arn
+from billing_monitor.actions.approvers import caller_as_principal_arn
 from billing_monitor.cli import main
 from billing_monitor.doctor import TEST_MESSAGE
 from billing_monitor.store.migrations import _migrations

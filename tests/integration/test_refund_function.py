@@ -9,7 +9,7 @@ import json
 import psycopg
 import pytest
 
-from billing_monitor import cancellation
+from billing_monitor.actions import cancel as cancellation
 from billing_monitor.store.refunds import refund_request_id
 
 # the cancel tests' harness (fixtures approvals and paypal), shared: pytest fixtures are imported by name

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from moto import mock_aws
 
-from billing_monitor.approvals import build_approval, build_refund_approval
+from billing_monitor.actions.approval import build_approval, build_refund_approval
 from billing_monitor.monitor import run_monitoring
 from billing_monitor.notify import MONTHLY
 from billing_monitor.reconcile import PayPalOptions

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from billing_monitor.approvals import ApprovalMessage, ApprovalRefused, build_approval, parse_approval, stored_body
+from billing_monitor.actions.approval import ApprovalMessage, ApprovalRefused, build_approval, parse_approval, stored_body
 
 ROOT = Path(__file__).resolve().parents[2]
 VALID = {"action": "cancel_paypal_subscription", "finding_id": "6c3f746973e9a73c",

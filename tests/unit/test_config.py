@@ -108,3 +108,17 @@ def test_cancel_settings_name_every_problem_at_once():
 def test_an_approver_that_is_not_a_user_or_role_arn_is_named():
     with pytest.raises(MonitorError, match=r"not an IAM user or role ARN: 'owner@example\.com'"):
         CancelSettings.from_env(env={**CANCEL_ENV, "BILLING_MONITOR_APPROVER_ARNS": f"{OWNER},owner@example.com"})
+
+
+def test_auto_cancel_settings_default_off_and_need_the_queue_when_on():
+    base = {"BILLING_MONITOR_DSN": "postgresql://r@h/d"}
+    settings = ScanSettings.from_env(env=base)
+    assert (settings.auto_cancel, settings.auto_cancel_max_per_run, settings.auto_cancel_grace_hours) == ("off", 5, 24)
+    with pytest.raises(MonitorError, match=r"^BILLING_MONITOR_AUTO_CANCEL=unambiguous needs BILLING_MONITOR_APPROVALS_QUEUE_URL"):
+        ScanSettings.from_env(env={**base, "BILLING_MONITOR_AUTO_CANCEL": "unambiguous"})
+    with pytest.raises(MonitorError, match="BILLING_MONITOR_AUTO_CANCEL: Input should be 'off' or 'unambiguous'"):
+        ScanSettings.from_env(env={**base, "BILLING_MONITOR_AUTO_CANCEL": "all"})
+    on = ScanSettings.from_env(env={**base, "BILLING_MONITOR_AUTO_CANCEL": "unambiguous",
+                                    "BILLING_MONITOR_APPROVALS_QUEUE_URL": "https://sqs/q",
+                                    "BILLING_MONITOR_AUTO_CANCEL_MAX_PER_RUN": "2", "BILLING_MONITOR_AUTO_CANCEL_GRACE_HOURS": "6"})
+    assert (on.auto_cancel, on.auto_cancel_max_per_run, on.auto_cancel_grace_hours) == ("unambiguous", 2, 6)

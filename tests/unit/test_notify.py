@@ -128,7 +128,8 @@ def test_warning_only_database_names_the_customer_as_about_to_be_charged_and_is_
         message = slack_message(r, d, schedule=schedule)
         text = text_of(message)
         assert "*Member 3 &lt;member3@example.com&gt;*" in text
-        assert "*about to be charged*: canceled in Kajabi on 2024-01-16, PayPal bills at its next cycle" in text
+        assert "*about to be charged*: canceled in Kajabi on 2024-01-16 (22.00 USD/month)" in text
+        assert "\nPayPal's next charge: unknown (not checked with PayPal)" in text
         assert f"billing-monitor approve {leaving['finding_id']} --by YOU@EXAMPLE.COM" in text
         assert message["text"] == "1 customer about to be charged after canceling (none charged yet)"
         assert not ALL_CLEAR.search(text)
@@ -141,7 +142,8 @@ def test_about_to_be_charged_uses_paypals_next_billing_time_when_the_scan_has_it
         "charges_after_cancellation": {"count": 0, "total": "0.00", "refunded": "0.00", "owed": "0.00",
                                        "partially_refunded": [], "not_imported": [], "transactions": []}})
     text = text_of(slack_message(report([leaving]), diff(new=[leaving]), schedule=DAILY))
-    assert "canceled in Kajabi on 2024-01-16, PayPal bills next on 2026-12-16 (22.00 USD/month)" in text
+    assert "canceled in Kajabi on 2024-01-16 (22.00 USD/month)" in text
+    assert "\nPayPal charges 22.00 USD on 2026-12-16 (in 15 days)" in text      # the scan ran on 2026-12-01
     assert "PayPal: ACTIVE (bills next 2026-12-16); 0 charges after canceling 0.00, refunded 0.00, owed 0.00 USD" in text
 
 
@@ -378,7 +380,7 @@ def test_the_email_is_plain_text_a_person_reads_and_the_subject_is_the_money_lin
            " 462.00 USD (canceled in Kajabi 2024-01-16)" in email
     assert f"  To stop it, approve the cancellation: billing-monitor approve {charged['finding_id']}" in email
     assert "- Member 8 <member8@example.com>, PayPal I-000000000008: about to be charged: canceled in Kajabi" \
-           " on 2024-01-16, PayPal bills at its next cycle (22.00 USD/month)" in email
+           " on 2024-01-16 (22.00 USD/month)\n  PayPal's next charge: unknown (not checked with PayPal)" in email
     assert "3 duplicate_subscription: no action needed." in email
     assert "member100@example.com" not in email
     assert "&lt;" not in email

@@ -172,11 +172,118 @@ def test_paypal_environment_must_be_chosen(template):
     assert functions(template)["CancelFunction"]["Environment"]["Variables"]["PAYPAL_ENVIRONMENT"] == "PayPalEnvironment"
 
 
-def test_schedules_monthly_by_default_and_daily_off(template):
+def test_schedules_monthly_and_daily_by_default(template):
+    """prevention.md: daily scans are on by default (a daily scan posts only what changed); the monthly one stays."""
     events = functions(template)["ScanFunction"]["Events"]
     assert template["Parameters"]["ScanSchedule"]["Default"] == "cron(0 9 1 * ? *)"
     assert events["MonthlyScan"]["Properties"]["State"] == "ENABLED"
-    assert template["Parameters"]["DailyScanEnabled"]["Default"] == "false"
+    assert template["Parameters"]["DailyScanEnabled"]["Default"] == "true"
+    assert events["DailyScan"]["Properties"]["State"] == ["DailyScanOn", "ENABLED", "DISABLED"]
+
+
+# ---------------------------------------------------------------- auto-cancel: who may send to the approvals queue
+
+
+class IntrinsicLoader(yaml.SafeLoader):
+    pass
+
+
+def _intrinsic(loader, suffix, node):
+    value = (loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode)
+             else loader.construct_sequence(node, deep=True) if isinstance(node, yaml.SequenceNode)
+             else loader.construct_mapping(node, deep=True))
+    return {"Ref": value} if suffix == "Ref" else {f"Fn::{suffix}": value}
+
+
+IntrinsicLoader.add_multi_constructor("!", _intrinsic)
+SCAN_ROLE_ARN = "arn:aws:iam::123456789012:role/stack-ScanFunctionRole-ABC"
+APPROVERS = ["arn:aws:iam::123456789012:user/owner", "arn:aws:iam::123456789012:role/approver"]
+
+
+def resolve(value, template: dict, parameters: dict):
+    """The value CloudFormation would compute, for the intrinsics the template uses around the approvers."""
+    r = lambda v: resolve(v, template, parameters)  # noqa: E731
+    if isinstance(value, list):
+        return [r(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Ref"}:
+        name = value["Ref"]
+        if name in parameters:
+            return parameters[name]
+        if name in template["Parameters"]:
+            return template["Parameters"][name].get("Default")
+        return "AWS::NoValue" if name == "AWS::NoValue" else f"ref:{name}"
+    if "Fn::If" in value:
+        condition, yes, no = value["Fn::If"]
+        return r(yes) if r(template["Conditions"][condition]) else r(no)
+    if "Fn::Equals" in value:
+        a, b = r(value["Fn::Equals"])
+        return str(a) == str(b)
+    if "Fn::Join" in value:
+        sep, items = value["Fn::Join"]
+        return sep.join(r(items))
+    if "Fn::Split" in value:
+        sep, text = value["Fn::Split"]
+        return r(text).split(sep)
+    if "Fn::Sub" in value:
+        text, names = value["Fn::Sub"]
+        names = {k: r(v) for k, v in names.items()}
+        return re.sub(r"\$\{([^}]+)\}", lambda m: names.get(m[1]) or (SCAN_ROLE_ARN if m[1] == "ScanFunctionRole.Arn"
+                                                                       else f"ref:{m[1]}"), text)
+    if "Fn::GetAtt" in value:
+        return f"getatt:{value['Fn::GetAtt']}"
+    return {k: r(v) for k, v in value.items()}
+
+
+def who_may_send(auto_cancel: str) -> dict:
+    """The queue policy's Deny exception and Allow principals, the cancel function's allow-list and its IAM lookups,
+    and the scan function's own SQS permission, with AutoCancel set as given."""
+    tagged = yaml.load((ROOT / "template.yaml").read_text(), Loader=IntrinsicLoader)
+    params = {"AutoCancel": auto_cancel, "ApproverPrincipals": APPROVERS}
+    resources = tagged["Resources"]
+    statements = {s["Sid"]: s for s in resources["ApprovalsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]}
+    cancel = resources["CancelFunction"]["Properties"]
+    lookups = [s for p in cancel["Policies"] if "Statement" in p for s in p["Statement"]
+               if "iam:GetRole" in s["Action"]]
+    scan_policies = [resolve(p, tagged, params) for p in resources["ScanFunction"]["Properties"]["Policies"]]
+    return {
+        "deny_unless": resolve(statements["OnlyTheApproversSend"]["Condition"]["ArnNotEquals"]["aws:PrincipalArn"],
+                               tagged, params),
+        "allow": resolve(statements["TheApproversMaySend"]["Principal"]["AWS"], tagged, params),
+        "allow_list": resolve(cancel["Environment"]["Variables"]["BILLING_MONITOR_APPROVER_ARNS"], tagged, params).split(","),
+        "iam_lookups": resolve(lookups[0]["Resource"], tagged, params),
+        "scan_sends": [p for p in scan_policies if isinstance(p, dict) and "SQSSendMessagePolicy" in p],
+    }
+
+
+def test_auto_cancel_is_off_by_default_and_its_settings_match_the_code(template):
+    from billing_monitor.actions.policy import DEFAULT_GRACE_HOURS, DEFAULT_MAX_PER_RUN, MODES, OFF
+
+    parameters = template["Parameters"]
+    assert parameters["AutoCancel"]["Default"] == OFF
+    assert tuple(parameters["AutoCancel"]["AllowedValues"]) == MODES
+    assert parameters["AutoCancelMaxPerRun"]["Default"] == DEFAULT_MAX_PER_RUN
+    assert parameters["AutoCancelGraceHours"]["Default"] == DEFAULT_GRACE_HOURS
+    env = functions(template)["ScanFunction"]["Environment"]["Variables"]
+    assert env["BILLING_MONITOR_AUTO_CANCEL"] == "AutoCancel"
+    assert env["BILLING_MONITOR_APPROVALS_QUEUE_URL"] == "ApprovalsQueue"
+
+
+SLACK_ROLE_ARN = "ref:SlackActionsFunctionRole.Arn"       # a click's approvals (slack-actions.md)
+
+
+def test_with_auto_cancel_off_only_the_approvers_and_the_slack_function_may_send():
+    off = who_may_send("off")
+    assert off["deny_unless"] == off["allow"] == off["allow_list"] == off["iam_lookups"] == [*APPROVERS, SLACK_ROLE_ARN]
+    assert off["scan_sends"] == []
+
+
+def test_with_auto_cancel_on_the_scan_functions_role_may_send_too():
+    on = who_may_send("unambiguous")
+    assert on["deny_unless"] == on["allow"] == on["allow_list"] == on["iam_lookups"] == [
+        *APPROVERS, SLACK_ROLE_ARN, SCAN_ROLE_ARN]
+    assert on["scan_sends"] == [{"SQSSendMessagePolicy": {"QueueName": "getatt:ApprovalsQueue.QueueName"}}]
 
 
 def test_sam_validate_lint():
@@ -292,29 +399,13 @@ def test_the_slack_failures_alarm_watches_the_metric_powertools_emits(template):
     assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
 
 
-SLACK_ROLE = "SlackActionsFunctionRole.Arn"
-
-
-def approvers_in(value) -> list[str]:
-    """The names a `!Split [",", !Join [",", [!Join [",", !Ref ApproverPrincipals], !GetAtt Role.Arn]]]` joins."""
-    joined = value[1][1]
-    return [joined[0][1], *joined[1:]]
-
-
 def test_the_slack_function_is_an_approver_of_the_queue_and_of_the_cancel_function(template):
     """slack-actions.md: the queue accepts the Slack function's role as a sender (queue policy and the approver
-    allow-list the cancel function checks each SenderId against), besides ApproverPrincipals."""
-    resources = template["Resources"]
-    statements = {s["Sid"]: s for s in resources["ApprovalsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]}
-    deny = statements["OnlyTheApproversSend"]["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
-    assert approvers_in(deny) == ["ApproverPrincipals", SLACK_ROLE]
-    assert approvers_in(statements["TheApproversMaySend"]["Principal"]["AWS"]) == ["ApproverPrincipals", SLACK_ROLE]
-    cancel = functions(template)["CancelFunction"]
-    allow_list = cancel["Environment"]["Variables"]["BILLING_MONITOR_APPROVER_ARNS"]
-    assert allow_list[1][0][1] == "ApproverPrincipals"
-    assert allow_list[1][1] == SLACK_ROLE
-    get_role = [s for p in cancel["Policies"] if "Statement" in p for s in p["Statement"] if "iam:GetRole" in s["Action"]]
-    assert approvers_in(get_role[0]["Resource"]) == ["ApproverPrincipals", SLACK_ROLE]
+    allow-list the cancel function checks each SenderId against), besides ApproverPrincipals, whatever AutoCancel."""
+    for mode in ("off", "unambiguous"):
+        may = who_may_send(mode)
+        for where in ("deny_unless", "allow", "allow_list", "iam_lookups"):
+            assert may[where][:3] == [*APPROVERS, SLACK_ROLE_ARN], (mode, where)
     slack = functions(template)["SlackActionsFunction"]
     assert {"SQSSendMessagePolicy": {"QueueName": "ApprovalsQueue.QueueName"}} in slack["Policies"]
 

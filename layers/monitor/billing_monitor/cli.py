@@ -28,7 +28,16 @@ from billing_monitor.rules.registry import (
 )
 from billing_monitor.scan import DEFAULT_TOLERANCE, run_scan
 from billing_monitor.source import DEFAULT_SOURCE_SCHEMA, PAGE, SOURCE_SCHEMA_ENV, quote_ident
-from billing_monitor.store import has_table, list_actions, list_scans, load_finding, open_store, read_store, save_scan
+from billing_monitor.store import (
+    SCHEMA,
+    has_table,
+    list_actions,
+    list_scans,
+    load_finding,
+    open_store,
+    read_store,
+    save_scan,
+)
 
 EXIT_OK, EXIT_ERROR, EXIT_FAIL_ON = 0, 1, 3
 DSN_ENV = "BILLING_MONITOR_DSN"
@@ -153,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--store-dsn", default=None, help=STORE_DSN_HELP)
     _add_source_schema(scan)
     _add_paypal_options(scan)
+    scan.add_argument("--auto-cancel-preview", action="store_true",
+                      help="with --paypal: say what AutoCancel=unambiguous would queue (nothing is sent); the limits are"
+                           " BILLING_MONITOR_AUTO_CANCEL_MAX_PER_RUN and BILLING_MONITOR_AUTO_CANCEL_GRACE_HOURS, as the"
+                           " scan function reads them")
     _add_output_options(scan)
     history = command("history", "list the saved scans, newest first, with their counts and who was charged after canceling")
     history.add_argument("--store-dsn", default=None, help=STORE_DSN_HELP)
@@ -278,6 +291,8 @@ def cmd_scan(args) -> int:
                           stale_after_days=args.stale_after_days, paypal=paypal, store_dsn=_store_dsn(args),
                           source_schema=_source_schema(args))
         report = build_report(result)
+    if args.auto_cancel_preview:
+        report["auto_cancel"] = _auto_cancel_preview(args, dsn, report, result.started_at)
     report_paypal_errors(report)
     from billing_monitor.store.acks import attach_acknowledgements
 
@@ -297,15 +312,48 @@ def cmd_scan(args) -> int:
     return emit_report(report, args.format, args.fail_on)
 
 
+def _auto_cancel_preview(args, dsn: str, report: dict, now) -> dict:
+    from billing_monitor.actions.auto_cancel import preview
+    from billing_monitor.settings import ScanSettings
+
+    if not args.paypal:
+        raise MonitorError("--auto-cancel-preview needs --paypal: auto-cancel acts only on what PayPal said in the scan")
+    limits = {}
+    for name, kind in (("max_per_run", int), ("grace_hours", float)):
+        field = ScanSettings.model_fields[f"auto_cancel_{name}"]        # the scan function's variable and default
+        variable, default = field.alias, field.default
+        text = os.environ.get(variable) or str(default)
+        try:
+            limits[name] = kind(text)
+        except ValueError:
+            raise MonitorError(f"{variable} must be a number, got {text!r}") from None
+        if limits[name] < 0:
+            raise MonitorError(f"{variable} must not be negative, got {text!r}")
+    return preview(report, dsn=dsn, store_dsn=_store_dsn(args), now=now, source_schema=_source_schema(args), **limits)
+
+
+def _has_column(conn, table: str, column: str) -> bool:
+    return conn.execute("select exists (select 1 from information_schema.columns where table_schema = %s and"
+                        " table_name = %s and column_name = %s)", (SCHEMA, table, column)).fetchone()[0]
+
+
 def cmd_history(args) -> int:
+    from billing_monitor.report import prevented_words
+    from billing_monitor.store.actions import prevented_by_month
+
     with read_store(_store_dsn(args)) as conn:     # read-only: the reader role does, when it may read the schema
         scans = list_scans(conn, args.limit) if conn and has_table(conn, "scan_runs") else []
+        prevented = prevented_by_month(conn) if conn and _has_column(conn, "actions", "prevented_due") else []
     if not scans:
         print("No saved scan yet (billing-monitor scan --save records one).")
     for scan in scans:
         by = scan["summary"]["by_severity"]
         counts = ", ".join(f"{by[s]} {s}" for s in SEVERITIES)
         print(f"{scan['started_at']:%Y-%m-%d %H:%M} UTC  {scan['scan_id']}  {counts}  {scan['money_line']}")
+    if prevented:
+        print("\nPrevented (cancellations made before PayPal's next charge):")
+    for month, by_currency in prevented:
+        print(f"{month}  {prevented_words(by_currency)}")
     return EXIT_OK
 
 
@@ -369,7 +417,7 @@ def find_finding(args, *, refund: bool = False) -> dict:
 
 def cmd_approve(args) -> int:
     # Imported here: the approval model (pydantic) is not needed by a scan, which starts faster without it.
-    from billing_monitor.approvals import ApprovalRefused, build_approval, build_refund_approval
+    from billing_monitor.actions.approval import ApprovalRefused, build_approval, build_refund_approval
 
     if args.transactions and not args.refund:
         raise MonitorError("--transactions needs --refund")
@@ -432,7 +480,7 @@ def check_approver_identity(sqs, sts, queue_url: str) -> None:
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from billing_monitor.approvers import allowed_senders, caller_as_principal_arn, same_principal
+    from billing_monitor.actions.approvers import allowed_senders, caller_as_principal_arn, same_principal
 
     try:
         caller = caller_as_principal_arn(sts.get_caller_identity()["Arn"])

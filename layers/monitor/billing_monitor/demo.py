@@ -276,9 +276,9 @@ def walkthrough(dsn: str, standin, report: dict, settled, tolerance, rescan, say
     and every refund it says is owed. `rescan()` is a --paypal scan (a ScanResult). Returns what each approval did."""
     import sys
 
-    from billing_monitor.approvals import ApprovalMessage, RefundApprovalMessage, build_approval, build_refund_approval
-    from billing_monitor.approvers import Principal
-    from billing_monitor.cancellation import CancellationService, Delivery, paypal_client_for
+    from billing_monitor.actions.approval import ApprovalMessage, RefundApprovalMessage, build_approval, build_refund_approval
+    from billing_monitor.actions.approvers import Principal
+    from billing_monitor.actions.cancel import CancellationService, Delivery, paypal_client_for
     from billing_monitor.paypal_standin import CLIENT_ID, CLIENT_SECRET
     from billing_monitor.report import build_report
     from billing_monitor.settings import CancelSettings

@@ -442,7 +442,7 @@ def check_queue(config: DoctorConfig, aws_clients=None) -> Iterator[Line]:
         return
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from billing_monitor.approvers import allowed_senders, caller_as_principal_arn, same_principal
+    from billing_monitor.actions.approvers import allowed_senders, caller_as_principal_arn, same_principal
 
     if aws_clients is None:
         import boto3

@@ -8,12 +8,15 @@ not posted to Slack"), in one line to Slack when Slack is reachable, and raises 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from billing_monitor.actions.auto_cancel import auto_cancel
+from billing_monitor.actions.policy import UNAMBIGUOUS
 from billing_monitor.db import redact
 from billing_monitor.errors import MonitorError
 from billing_monitor.http import retrying_session
@@ -25,6 +28,8 @@ from billing_monitor.slack.message import failure_message, slack_message
 from billing_monitor.slack.post import SlackError, post_to_slack
 from billing_monitor.store import ScanDiff, mark_reported, open_store, save_scan
 from billing_monitor.store.acks import attach_acknowledgements
+from billing_monitor.store.actions import prevented_between
+from billing_monitor.store.scans import mark_schedule, previous_monthly_at
 
 log = logging.getLogger(__name__)
 
@@ -132,28 +137,51 @@ def attach_refunds(conn, report: dict) -> None:
 
 def run_monitoring(settings: ScanSettings, *, schedule: str = MANUAL, publish: Callable[[SnsMessage], None] | None,
                    record_metric: RecordMetric = lambda *a: None, slack_session=None,
-                   remaining_s: Callable[[], float] | None = None) -> MonitoringOutcome:
-    """Scan, save, publish to SNS, post to Slack, in that order.
+                   remaining_s: Callable[[], float] | None = None, now: datetime | None = None,
+                   queue_approval: Callable[[dict], None] | None = None) -> MonitoringOutcome:
+    """Scan, save, auto-cancel (when on), publish to SNS, post to Slack, in that order.
 
     A Slack post that fails is logged and counted (SlackFailures), never fatal: the scan is saved and on SNS.
     Any other failure stops the run, posts one line to Slack (when configured) and raises MonitoringFailed,
-    which says which steps were done.
+    which says which steps were done. `now` is the time the run happens at (the handler passes none: the real
+    time); `queue_approval` sends an approval to the approvals queue (auto-cancel, prevention.md).
     """
-    started = datetime.now(UTC)
+    started = (now or datetime.now(UTC)).astimezone(UTC)
+    timer = time.monotonic()
     steps = Steps()
     session = slack_session or retrying_session(methods=("POST",), backoff_factor=settings.http_backoff_s)
     stage = "scanning"
     try:
         result = run_scan(settings.dsn_value, settings.tolerance, statement_timeout_s=settings.statement_timeout_s,
                           stale_after_days=settings.stale_after_days, paypal=settings.paypal_options(remaining_s),
-                          store_dsn=settings.store_dsn_value, source_schema=settings.source_schema)
+                          store_dsn=settings.store_dsn_value, source_schema=settings.source_schema, now=started)
         report = build_report(result)
         stage = "saving the scan"
         with open_store(settings.store_dsn_value) as conn:      # one transaction: all or nothing
             diff = save_scan(conn, report, result.settled)
+            mark_schedule(conn, report["scan_id"], schedule)
             attach_refunds(conn, report)
             attach_acknowledgements(conn, report, started, record_lapsed=True)
+            if schedule != DAILY:       # the monthly message: what was prevented since the previous monthly one
+                since = previous_monthly_at(conn, started)
+                report["prevented"] = {"since": since and since.isoformat(), "until": report["started_at"],
+                                       "by_currency": prevented_between(conn, since, started)}
         steps.saved = True
+        if settings.auto_cancel == UNAMBIGUOUS and schedule in (MONTHLY, DAILY):
+            try:
+                decision = auto_cancel(report, dsn=settings.dsn_value, store_dsn=settings.store_dsn_value, now=started,
+                                       grace_hours=settings.auto_cancel_grace_hours,
+                                       max_per_run=settings.auto_cancel_max_per_run, send=queue_approval or _no_queue,
+                                       source_schema=settings.source_schema)
+            except Exception as exc:  # noqa: BLE001 - the scan is saved; its message still names everyone at risk
+                reason = _reason(exc, "auto-canceling", (settings.dsn_value, settings.store_dsn_value))
+                log.error("auto-cancel failed; nothing queued", extra={"error": reason})
+                record_metric("AutoCancelFailures", MetricUnit.Count, 1)
+                report["auto_cancel"] = {"policy": UNAMBIGUOUS, "queued": [], "not_queued": {},
+                                         "line": f"Auto-cancel failed, nothing queued: {reason}"}
+            else:
+                report["auto_cancel"] = decision.as_report()
+                record_metric("AutoCancelQueued", MetricUnit.Count, len(decision.queued))
         outcome = MonitoringOutcome(report, diff, schedule, steps)
         if publish is not None:
             stage = "publishing to SNS"
@@ -193,14 +221,19 @@ def run_monitoring(settings: ScanSettings, *, schedule: str = MANUAL, publish: C
     if report.get("paypal") is not None:
         record_metric("PayPalNotChecked", MetricUnit.Count, report["paypal"].get("not_checked", 0))
         record_metric("PayPalCalls", MetricUnit.Count, report["paypal"]["asked"])
-    record_metric("ScanDuration", MetricUnit.Seconds, (datetime.now(UTC) - started).total_seconds())
+    record_metric("ScanDuration", MetricUnit.Seconds, time.monotonic() - timer)
     return outcome
+
+
+def _no_queue(message: dict) -> None:
+    raise MonitorError("no approvals queue to send to")
 
 
 def run_scheduled(event: object, *, load_settings: Callable[[], ScanSettings],
                   publisher: Callable[[str], Callable[[SnsMessage], None]],
                   record_metric: RecordMetric = lambda *a: None, slack_session=None,
-                  remaining_s: Callable[[], float] | None = None) -> MonitoringOutcome:
+                  remaining_s: Callable[[], float] | None = None,
+                  approvals_sender: Callable[[str], Callable[[dict], None]] | None = None) -> MonitoringOutcome:
     """What the scan function does with an event: read the settings, then run_monitoring for its schedule.
 
     Settings that cannot be read fail the run too, told to Slack when the webhook alone can still be read.
@@ -215,9 +248,11 @@ def run_scheduled(event: object, *, load_settings: Callable[[], ScanSettings],
         _announce_failure(_slack_webhook_if_readable(), failure,
                           slack_session or retrying_session(methods=("POST",)), record_metric)
         raise failure from exc
+    queue = approvals_sender(settings.approvals_queue_url) if approvals_sender and settings.approvals_queue_url else None
     return run_monitoring(settings, schedule=schedule,
                           publish=publisher(settings.topic_arn) if settings.topic_arn else None,
-                          record_metric=record_metric, slack_session=slack_session, remaining_s=remaining_s)
+                          record_metric=record_metric, slack_session=slack_session, remaining_s=remaining_s,
+                          queue_approval=queue)
 
 
 def _slack_webhook_if_readable() -> str | None:

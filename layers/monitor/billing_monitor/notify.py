@@ -14,7 +14,18 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from billing_monitor.money import money_str
-from billing_monitor.report import charges_money, customer_label, display_money, money_line, paypal_view
+from billing_monitor.report import (
+    auto_cancel_note,
+    by_due,
+    charges_money,
+    customer_label,
+    display_money,
+    due_text,
+    money_line,
+    paypal_view,
+    prevented_line,
+    scan_time,
+)
 from billing_monitor.rules.registry import (
     AT_RISK_CHECKS,
     CHECK_RANK,
@@ -179,13 +190,11 @@ def _what_happened_in_the_data(f: dict, bold) -> str:
         what = f"charged {charges['count']}x over {months} month{'s' if months != 1 else ''} after canceling, {bold(money)}"
         where = "in Kajabi " if f.get("kajabi_canceled_at") or f.get("kajabi_subscription_id") else ""
         return what + (f" (canceled {where}{canceled})" if canceled else "")
-    when = (f.get("paypal") or {}).get("next_billing_time")     # once the scan reconciles with PayPal (alerts.md)
-    bills = f"PayPal bills next on {when[:10]}" if when else "PayPal bills at its next cycle"
-    price = ""
+    price = ""          # when PayPal charges next: the due line (prevention.md)
     if f.get("amount"):
         cycle = f"/{f['billing_cycle']}" if f.get("billing_cycle") else ""
         price = f" ({f['amount']} {currency}".rstrip() + f"{cycle})"
-    return f"{bold('about to be charged')}: canceled in Kajabi on {canceled or 'an unknown date'}, {bills}{price}"
+    return f"{bold('about to be charged')}: canceled in Kajabi on {canceled or 'an unknown date'}{price}"
 
 
 def _what_to_do(f: dict) -> str | None:
@@ -234,10 +243,26 @@ def _refund_lines(f: dict, code) -> str:
         line += f"\nApprove the refund: {code(APPROVE_REFUND.format(finding_id=f['finding_id']))}"
     return line
 
-def customer_line_text(f: dict) -> str:
+def _due_and_auto(f: dict, report: dict | None) -> list[str]:
+    """For a customer at risk: the due (worded against the scan's time) and what auto-cancel did about them."""
+    if report is None or not is_at_risk(f):
+        return []
+    lines = [due_text(f, scan_time(report))]
+    note = auto_cancel_note(report, f)
+    return [*lines, note] if note else lines
+
+
+def auto_cancel_lines(report: dict) -> list[str]:
+    """The run's own auto-cancel lines: over the cap, or no reconciliation (per-customer reasons are on their lines)."""
+    auto = report.get("auto_cancel")
+    return [auto["line"]] if auto and auto.get("line") else []
+
+
+def customer_line_text(f: dict, report: dict | None = None) -> str:
     """The same, for a plain-text e-mail."""
     who = clip(customer_label(f.get("contact")), LABEL_MAX)
     line = f"- {who}, PayPal {f.get('paypal_subscription_id') or '-'}: {_what_happened(f, lambda s: s)}"
+    line += "".join(f"\n  {x}" for x in _due_and_auto(f, report))
     if f.get("action"):
         line += f"\n  To stop it, approve the cancellation: {APPROVE.format(finding_id=f['finding_id'])}"
     elif _what_to_do(f):
@@ -273,7 +298,7 @@ def email_text(report: dict, diff: ScanDiff | None, *, schedule: str, budget: in
     risk with what to do, the counted line, what changed, the heartbeat line."""
     head = [headline(report), "", heartbeat_line(report, schedule), ""]
     head += [f"WARNING: {stale_line(f)}\n" for f in stale_findings(report)]
-    at_risk = at_risk_findings(report)
+    at_risk = by_due(at_risk_findings(report))
     tail = [""]
     counted = counted_line(report)
     if counted:
@@ -284,6 +309,9 @@ def email_text(report: dict, diff: ScanDiff | None, *, schedule: str, budget: in
     owed = owed_findings(report)
     if paypal_status_line(report):
         tail.append(paypal_status_line(report) + ".")
+    tail += auto_cancel_lines(report)
+    if schedule != DAILY and prevented_line(report):
+        tail.append(prevented_line(report) + ".")
     if not at_risk and not owed and not stale_findings(report) and not paypal_status_line(report):
         tail.append("All clear: nobody is charged, or about to be charged, after canceling.")
     tail.append(f"Scan {report['scan_id']}. The full report: `billing-monitor scan --format json`, or this"
@@ -296,7 +324,7 @@ def email_text(report: dict, diff: ScanDiff | None, *, schedule: str, budget: in
     for i, f in enumerate(named):
         if f is (owed[0] if owed else None):
             lines.append(f"Owed, charging stopped ({len(owed)}):")
-        line = customer_line_text(f)
+        line = customer_line_text(f, report)
         used += len(line.encode()) + 1
         if used > budget:
             lines.append(f"...and {len(named) - i} more: billing-monitor scan")

@@ -21,7 +21,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import requests
@@ -71,6 +71,7 @@ class CancelResult:
     detail: str
     status_note: str | None = None       # PayPal's status_change_note (the reason given when it was canceled)
     status_changed_at: str | None = None  # PayPal's status_update_time
+    billing_before: dict | None = None    # billing_info as read just before canceling (the charge it prevents)
 
 
 @dataclass(frozen=True)
@@ -208,10 +209,14 @@ class PayPalClient:
                             now.get("status_change_note"), now.get("status_update_time"))
 
     def cancel_subscription(self, subscription_id: str, reason: str) -> CancelResult:
-        """Cancel once. Reads the subscription first; an ended one is 'already_canceled'."""
+        """Cancel once. Reads the subscription first; an ended one is 'already_canceled'. The result carries the
+        billing_info read first (next_billing_time, last_payment): the charge a cancellation prevents."""
         _check_id(subscription_id)
         reason = (reason or "Canceled by billing-monitor").strip()[:128] or "Canceled by billing-monitor"
         current = self.get_subscription(subscription_id)
+        return replace(self._cancel_read(subscription_id, reason, current), billing_before=current.get("billing_info"))
+
+    def _cancel_read(self, subscription_id: str, reason: str, current: dict) -> CancelResult:
         before = current.get("status")
         if before in ENDED:
             return CancelResult("already_canceled", before, before, f"PayPal already shows {before}",

@@ -228,6 +228,8 @@ class PayPalStandIn(LoopbackServer):
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self.spec = _Spec(Path(spec_dir)) if spec_dir else None
+        self.amounts: dict[str, Decimal] = {}         # id -> what PayPal bills each cycle (advance_to)
+        self.clock_now: datetime | None = None        # the stand-in's clock: None is the real time (advance_to sets it)
         if self.spec:   # build the validators now, not inside the first request (a client's read timeout is short)
             for name in (SUBSCRIPTIONS_SPEC, REPORTING_SPEC, PAYMENTS_SPEC):
                 with contextlib.suppress(Exception):
@@ -245,6 +247,29 @@ class PayPalStandIn(LoopbackServer):
         if payer:
             self.payers[subscription_id] = payer
         return subscription_id
+
+    def now(self) -> datetime:
+        return self.clock_now or datetime.now(UTC)
+
+    def advance_to(self, when: datetime) -> list[tuple[str, Txn]]:
+        """Move the stand-in's clock to `when`, billing every ACTIVE subscription whose next_billing_time has come, as
+        PayPal does: one COMPLETED payment of its amount (`amounts`, default 22.00) at that time, and the next billing
+        time one cycle (a calendar month, same day) later. Returns the payments made, in time order."""
+        made = []
+        with self._lock:
+            for sid, due in sorted(self.next_billing.items()):
+                while due <= when and self.subscriptions.get(sid) == "ACTIVE":
+                    made.append((sid, self._bill(sid, due)))
+                    month = due.month % 12 + 1
+                    due = due.replace(year=due.year + (due.month == 12), month=month)
+                    self.next_billing[sid] = due
+            self.clock_now = when
+        return sorted(made, key=lambda m: (m[1].time, m[0]))
+
+    def _bill(self, subscription_id: str, when: datetime) -> Txn:
+        txn = Txn(self.transaction_id(), when, self.amounts.get(subscription_id, Decimal("22.00")))
+        self.transactions.setdefault(subscription_id, []).append(txn)
+        return txn
 
     def transaction_id(self) -> str:
         """17 characters, as PayPal's."""
@@ -378,6 +403,11 @@ class PayPalStandIn(LoopbackServer):
             answer["billing_info"] = {"outstanding_balance": {"currency_code": "USD", "value": "0.00"},
                                       "next_billing_time": paypal_time(self.next_billing[subscription_id]),
                                       "failed_payments_count": 0}
+            paid = [t for t in self.transactions.get(subscription_id, ()) if t.status == "COMPLETED"]
+            if paid:
+                last = max(paid, key=lambda t: t.time)
+                answer["billing_info"]["last_payment"] = {
+                    "amount": {"currency_code": last.currency, "value": f"{last.amount:.2f}"}, "time": paypal_time(last.time)}
         payer = self.payers.get(subscription_id)
         if payer:
             answer["subscriber"] = {"email_address": payer.email}
@@ -417,7 +447,7 @@ class PayPalStandIn(LoopbackServer):
             return self.send(http, 204, None, spec_request=spec_request)
         self.subscriptions[subscription_id] = "CANCELLED"
         self.next_billing.pop(subscription_id, None)
-        self.status_changes[subscription_id] = (json.loads(body)["reason"], paypal_time(datetime.now(UTC)))
+        self.status_changes[subscription_id] = (json.loads(body)["reason"], paypal_time(self.now()))
         if fault == "500-after-cancel":              # done, but the answer says otherwise
             return self.send(http, 500, {"name": "INTERNAL_SERVER_ERROR", "message": "injected"})
         if fault == "timeout-after-cancel":          # done, but the answer never arrives in time

@@ -9,6 +9,7 @@ from decimal import Decimal
 from billing_monitor.money import money_str, to_money
 from billing_monitor.rules.finding import Finding
 from billing_monitor.rules.registry import (
+    AT_RISK_CHECKS,
     BILLING_DISCONNECT,
     CANCEL_PAYPAL_SUBSCRIPTION,
     CHECK_NAMES,
@@ -150,6 +151,73 @@ def build_report(scan) -> dict:
     }
 
 
+# ---------------------------------------------------------------- the due: PayPal's next charge (prevention.md)
+
+
+def scan_time(report: dict) -> datetime:
+    """The time the scan ran at: what every due is worded against (never the clock of whoever formats it)."""
+    return datetime.fromisoformat(report["started_at"])
+
+
+def due_of(f: dict) -> datetime | None:
+    """An at-risk customer's due: PayPal's next_billing_time for the PayPal id, as the scan's reconciliation read it."""
+    when = (f.get("paypal") or {}).get("next_billing_time")
+    return datetime.fromisoformat(when) if when else None
+
+
+def due_text(f: dict, now: datetime) -> str:
+    """'PayPal charges 22.00 USD on 2026-12-16 (in 12 days)', '(due today)', '(due tomorrow)'; unknown without PayPal.
+
+    Days are counted between UTC calendar dates, so a charge at 10:00 today is "due today" at 09:00 and at 11:00."""
+    due = due_of(f)
+    block = f.get("paypal")
+    if due is None:
+        if not block:
+            return "PayPal's next charge: unknown (not checked with PayPal)"
+        if block.get("status") is None:
+            return "PayPal's next charge: unknown (PayPal could not be checked)"
+        return f"PayPal's next charge: none scheduled (PayPal shows {block['status']})"
+    days = (due.astimezone(UTC).date() - now.astimezone(UTC).date()).days
+    when = {0: "due today", 1: "due tomorrow"}.get(days) or (f"in {days} days" if days > 1 else
+                                                              f"{-days} day{'s' if days != -1 else ''} ago")
+    price = f"{f['amount']} {f.get('currency') or ''}".rstrip() + " " if f.get("amount") else ""
+    return f"PayPal charges {price}on {due.astimezone(UTC).date().isoformat()} ({when})"
+
+
+def auto_cancel_note(report: dict, f: dict) -> str | None:
+    """'auto-cancel: approval queued (policy unambiguous)', or 'not auto-canceled: <why>' (None: auto-cancel off)."""
+    auto = report.get("auto_cancel")
+    if not auto:
+        return None
+    if f["finding_id"] in auto.get("queued", ()):
+        if auto.get("preview"):
+            return f"auto-cancel would queue an approval (policy {auto['policy']}; a preview: nothing sent)"
+        return f"auto-cancel: approval queued (policy {auto['policy']})"
+    why = (auto.get("not_queued") or {}).get(f["finding_id"])
+    return f"not auto-canceled: {why}" if why else None
+
+
+def by_due(findings: list[dict]) -> list[dict]:
+    """At-risk customers soonest due first, unknown due last; otherwise (and among equals) in the given order."""
+    far = datetime.max.replace(tzinfo=UTC)
+    return sorted(findings, key=lambda f: (due_of(f) or far) if f["check"] in AT_RISK_CHECKS else far)
+
+
+def prevented_words(by_currency: dict[str, dict]) -> str | None:
+    """'3 subscriptions canceled before PayPal charged again: 66.00 USD not charged' (None: nothing prevented)."""
+    count = sum(v["count"] for v in by_currency.values())
+    if not count:
+        return None
+    money = " + ".join(f"{display_money(v['total'])} {cur}" for cur, v in sorted(by_currency.items()))
+    return f"{count} subscription{'s' if count != 1 else ''} canceled before PayPal charged again: {money} not charged"
+
+
+def prevented_line(report: dict) -> str | None:
+    """The report's `prevented` (the charges cancellations prevented since the previous monthly message), in words."""
+    block = report.get("prevented")
+    return prevented_words(block["by_currency"]) if block else None
+
+
 # ---------------------------------------------------------------- the table a person reads
 
 
@@ -201,7 +269,7 @@ def customer_label(contact: dict | None) -> str:
     return f"{contact['name']} <{contact['email']}>" if contact.get("name") else contact["email"]
 
 
-def _describe(f: dict) -> str:
+def _describe(f: dict, now: datetime | None = None, auto: dict | None = None) -> str:
     ids = " ".join(x for x in (
         f["paypal_subscription_id"] and f"PayPal {f['paypal_subscription_id']}",
         f["kajabi_subscription_id"] and f"Kajabi {f['kajabi_subscription_id']}",
@@ -226,6 +294,10 @@ def _describe(f: dict) -> str:
         details.append("not charged yet; PayPal bills at the next cycle")
     if f.get("paypal"):
         details.append(paypal_view(f))
+    if now is not None and f["check"] in AT_RISK_CHECKS:
+        details.append(due_text(f, now))
+    if auto is not None and auto_cancel_note(auto, f):
+        details.append(auto_cancel_note(auto, f))
     if f["action"]:
         details.append(f"approve: billing-monitor approve {f['finding_id']} --by YOU@EXAMPLE.COM")
     return line + "".join(f"\n      {d}" for d in details)
@@ -280,14 +352,18 @@ def render_table(report: dict, *, max_listed: int = 10) -> str:
     lines = [money_line(report), data_currency_line(report)]
     if paypal_line(report):
         lines.append(paypal_line(report))
+    if (report.get("auto_cancel") or {}).get("line"):
+        lines.append(report["auto_cancel"]["line"])
     lines.append("")
     for severity in SEVERITIES:
         group = [f for f in report["findings"] if f["severity"] == severity]
         if not group:
             continue
+        group = by_due(group)
         shown = group if severity == SEVERITIES[0] else group[:max_listed]
         lines.append(f"{severity.upper()} ({len(group)})")
-        lines.extend(_describe(f) for f in shown)
+        now = scan_time(report) if report.get("paypal") is not None else None
+        lines.extend(_describe(f, now, report if report.get("auto_cancel") else None) for f in shown)
         if len(group) > len(shown):
             lines.append(f"  ... and {len(group) - len(shown)} more (--format json lists all)")
         lines.append("")

@@ -4,9 +4,10 @@ reconcile with PayPal after the database part (reconcile.py), which it never slo
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from billing_monitor import db, row_security
@@ -45,12 +46,17 @@ def run_scan(dsn: str, tolerance: Decimal = DEFAULT_TOLERANCE, *, statement_time
     `paypal` (reconcile.PayPalOptions) adds PayPal's side; the settled ids are read from the `billing_monitor`
     schema of `store_dsn` (default: the scanned database), read-only. `paypal_only` asks PayPal about those
     watched ids alone (a refund's re-check: one customer, not the whole account).
+
+    `now` is the time the scan runs at (prevention.md: the clock is an input): production passes nothing and the
+    real time is used; the simulated year passes its own. Every check, PayPal's transaction window and the
+    report's started_at read it; finished_at is started_at plus the time the scan took.
     """
-    started = datetime.now(UTC)
+    started = (now or datetime.now(UTC)).astimezone(UTC)
+    timer = time.monotonic()
     with db.connect(dsn, read_only=True, statement_timeout_s=statement_timeout_s, work_mem=work_mem) as conn:
         source = check_source(conn, source_schema)
         row_security.require_every_row(conn, source.schema, RELATIONS)      # never a report from a partial view
-        checked = run_checks(conn, tolerance, stale_after_days=stale_after_days, now=now or started, source=source,
+        checked = run_checks(conn, tolerance, stale_after_days=stale_after_days, now=started, source=source,
                              previous_counts=_previous_counts(conn, dsn, store_dsn, statement_timeout_s))
         watch = None
         if paypal is not None:
@@ -67,12 +73,13 @@ def run_scan(dsn: str, tolerance: Decimal = DEFAULT_TOLERANCE, *, statement_time
     if watch is not None:
         from billing_monitor import reconcile
 
-        side = reconcile.reconcile(paypal, watch, reconcile.lookup_in(dsn, statement_timeout_s, source), client=paypal_client)
+        side = reconcile.reconcile(paypal, watch, reconcile.lookup_in(dsn, statement_timeout_s, source), now=started,
+                                   client=paypal_client)
         reconcile.apply_blocks(findings, side.blocks)
         findings = findings + side.findings
         paypal_block, settled_now = side.summary, side.settled
     return ScanResult(
-        scan_id=str(uuid.uuid4()), started_at=started, finished_at=datetime.now(UTC),
+        scan_id=str(uuid.uuid4()), started_at=started, finished_at=started + timedelta(seconds=time.monotonic() - timer),
         tolerance=tolerance, findings=findings, data_current_to=checked.data_current_to,
         paypal=paypal_block, settled=settled_now, row_counts=checked.row_counts,
     )

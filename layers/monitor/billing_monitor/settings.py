@@ -20,7 +20,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from billing_monitor.approvers import parse_principal_arn
+from billing_monitor.actions.approvers import parse_principal_arn
+from billing_monitor.actions.policy import DEFAULT_GRACE_HOURS, DEFAULT_MAX_PER_RUN, OFF, UNAMBIGUOUS
 from billing_monitor.errors import MonitorError
 from billing_monitor.money import parse_tolerance
 from billing_monitor.paypal import LIVE_URL, SANDBOX_URL
@@ -172,6 +173,19 @@ class ScanSettings(FunctionSettings):
         from billing_monitor.slack.buttons import ButtonMac
 
         return ButtonMac(self.slack_signing_secret.get_secret_value())
+
+    # auto-cancel (prevention.md): off, or queue an approval for every unambiguous disconnect
+    auto_cancel: Literal["off", "unambiguous"] = Field(OFF, alias="BILLING_MONITOR_AUTO_CANCEL")
+    auto_cancel_max_per_run: int = Field(DEFAULT_MAX_PER_RUN, alias="BILLING_MONITOR_AUTO_CANCEL_MAX_PER_RUN", ge=0)
+    auto_cancel_grace_hours: float = Field(DEFAULT_GRACE_HOURS, alias="BILLING_MONITOR_AUTO_CANCEL_GRACE_HOURS", ge=0)
+    approvals_queue_url: str | None = Field(None, alias="BILLING_MONITOR_APPROVALS_QUEUE_URL")
+
+    @model_validator(mode="after")
+    def _auto_cancel_has_a_queue(self):
+        if self.auto_cancel == UNAMBIGUOUS and not self.approvals_queue_url:
+            raise ValueError("BILLING_MONITOR_AUTO_CANCEL=unambiguous needs BILLING_MONITOR_APPROVALS_QUEUE_URL (the"
+                             " approvals queue it sends to)")
+        return self
 
     @model_validator(mode="after")
     def _paypal_complete(self):

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs
 
 from slack_sdk.signature import Clock, SignatureVerifier
 
-from billing_monitor.approvals import ApprovalRefused, build_approval, build_refund_approval
+from billing_monitor.actions.approval import ApprovalRefused, build_approval, build_refund_approval
 from billing_monitor.db import redact
 from billing_monitor.errors import MonitorError
 from billing_monitor.report import customer_label

@@ -16,10 +16,12 @@ from billing_monitor.notify import (
     APPROVE,
     DAILY,
     LABEL_MAX,
+    _due_and_auto,
     _refund_lines,
     _what_happened,
     _what_to_do,
     at_risk_findings,
+    auto_cancel_lines,
     clip,
     counted_line,
     headline,
@@ -33,7 +35,7 @@ from billing_monitor.notify import (
     stale_findings,
     stale_line,
 )
-from billing_monitor.report import charges_money, customer_label, display_money
+from billing_monitor.report import by_due, charges_money, customer_label, display_money, prevented_line
 from billing_monitor.rules.registry import COUNTED_ONLY_CHECKS, DATA_WARNING_CHECKS, SOURCE_SHRANK, STALE_IMPORT
 from billing_monitor.slack.buttons import (
     ACKNOWLEDGE,
@@ -66,11 +68,12 @@ def slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def customer_line_slack(f: dict) -> str:
-    """One customer at risk, in mrkdwn: who, PayPal id, the money or 'about to be charged', the approval."""
+def customer_line_slack(f: dict, report: dict | None = None) -> str:
+    """One customer at risk, in mrkdwn: who, PayPal id, the money or 'about to be charged', the due, the approval."""
     who = clip(slack_escape(customer_label(f.get("contact"))), LABEL_MAX)
     paypal = clip(slack_escape(f.get("paypal_subscription_id") or "-"), 60).replace("`", "'")
     line = f"*{who}* · PayPal `{paypal}` · {_what_happened(f, lambda s: f'*{s}*')}"
+    line += "".join(f"\n{slack_escape(x)}" for x in _due_and_auto(f, report))
     if f.get("action"):
         line += f"\nApprove: `{APPROVE.format(finding_id=f['finding_id'])}`"
     elif _what_to_do(f):
@@ -95,7 +98,7 @@ class _Groups:
 
 def _groups(report: dict, diff: ScanDiff) -> _Groups:
     order = {f["finding_id"]: i for i, f in enumerate(report["findings"])}
-    by_order = lambda fs: sorted(fs, key=lambda f: order.get(f["finding_id"], len(order)))  # noqa: E731
+    by_order = lambda fs: by_due(sorted(fs, key=lambda f: order.get(f["finding_id"], len(order))))  # noqa: E731
     new = [f for f in diff.new if is_named(f)]
     new += [o.finding for o in diff.still_open if is_named(o.finding) and o.unreported and not o.changed]
     changed = [o.finding for o in diff.still_open if is_named(o.finding) and o.changed]
@@ -337,6 +340,9 @@ def slack_message(report: dict, diff: ScanDiff, *, schedule: str, buttons: Butto
     paypal_problem = paypal_status_line(report)
     if paypal_problem:
         status.append(f":warning: {slack_escape(paypal_problem)}")
+    status += [f":robot_face: {slack_escape(line)}" for line in auto_cancel_lines(report)]
+    if everything and prevented_line(report):
+        status.append(f":shield: {prevented_line(report)}")
     if [f for f in stale if is_acknowledged(f)]:
         status.append("The imports look stopped (stale_import, acknowledged): the data may be out of date.")
     if not at_risk_open and not stale and not owed_findings(report) and not paypal_problem:
@@ -352,7 +358,7 @@ def slack_message(report: dict, diff: ScanDiff, *, schedule: str, buttons: Butto
         listed.append((f"*Still at risk: {len(groups.still)} (monthly reminder)*", groups.still))
         listed.append((f"*Owed: {len(groups.owed)} (charging stopped, not refunded yet)*", groups.owed))
     fixed_chars = sum(len(_text_of(b)) for b in top + tail)
-    middle = _pack([(t, [(customer_line_slack(f), customer_buttons(f, buttons) if buttons else [], f["finding_id"])
+    middle = _pack([(t, [(customer_line_slack(f, report), customer_buttons(f, buttons) if buttons else [], f["finding_id"])
                          for f in fs]) for t, fs in listed],
                    SLACK_MAX_BLOCKS - len(top) - len(tail), SLACK_TEXT_BUDGET - fixed_chars)
     return {"text": clip(title, SLACK_SECTION_MAX), "blocks": top + middle + tail}

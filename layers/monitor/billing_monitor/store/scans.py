@@ -173,3 +173,15 @@ def previous_row_counts(conn: psycopg.Connection) -> tuple[dict[str, int], datet
     row = conn.execute(f"select row_counts, started_at from {SCHEMA}.scan_runs where row_counts is not null"
                        " order by started_at desc limit 1").fetchone()
     return (row[0], row[1]) if row else None
+
+
+def mark_schedule(conn: psycopg.Connection, scan_id: str, schedule: str) -> None:
+    """Which schedule saved the scan (monthly, daily, manual): the monthly message counts from the previous monthly."""
+    conn.execute(f"update {SCHEMA}.scan_runs set schedule = %s where scan_id = %s", (schedule, scan_id))
+
+
+def previous_monthly_at(conn: psycopg.Connection, before: datetime) -> datetime | None:
+    """When the newest monthly scan before `before` started (None: there was none)."""
+    row = conn.execute(f"select max(started_at) from {SCHEMA}.scan_runs where schedule = 'monthly' and started_at < %s",
+                       (before,)).fetchone()
+    return row[0] if row else None

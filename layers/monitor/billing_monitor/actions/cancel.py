@@ -10,12 +10,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 
-from billing_monitor.approvals import ApprovalMessage, RefundApprovalMessage, approver_label, stored_body
-from billing_monitor.approvers import Principal, verified_sender
-from billing_monitor.paypal import PayPalClient, PayPalError, PayPalTransient
+from billing_monitor.actions.approval import ApprovalMessage, RefundApprovalMessage, approver_label, stored_body
+from billing_monitor.actions.approvers import Principal, verified_sender
+from billing_monitor.paypal import PayPalClient, PayPalError, PayPalTransient, parse_paypal_time
 from billing_monitor.report import build_report, customer_label
-from billing_monitor.rules.registry import BILLING_DISCONNECT, DUPLICATE_SUBSCRIPTION, PAYPAL_ONLY, PAYPAL_STILL_ACTIVE
+from billing_monitor.rules.registry import (
+    BILLING_DISCONNECT,
+    DUPLICATE_SUBSCRIPTION,
+    PAYPAL_ACTIVE_STATUSES,
+    PAYPAL_ONLY,
+    PAYPAL_STILL_ACTIVE,
+)
 from billing_monitor.scan import run_scan
 from billing_monitor.settings import CancelSettings
 from billing_monitor.store import ActionRecord, load_finding, open_store, record_action
@@ -68,12 +76,34 @@ def first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
+def prevented_charge(result, finding: dict | None, now: datetime) -> tuple[datetime, Decimal, str] | None:
+    """The charge a cancellation prevented (prevention.md): the due PayPal showed just before the cancel, when the
+    subscription was ACTIVE or SUSPENDED and the due was in the future, at the amount PayPal would have taken: its
+    billing_info.last_payment (what it took last cycle), else the subscription's amount in the finding. None: no charge
+    was prevented (already ended, no due, a due already past, no amount known)."""
+    billing = result.billing_before or {}
+    if result.status_before not in PAYPAL_ACTIVE_STATUSES or not billing.get("next_billing_time"):
+        return None
+    due = parse_paypal_time(billing["next_billing_time"])
+    if due <= now:
+        return None
+    last = (billing.get("last_payment") or {}).get("amount") or {}
+    try:
+        if last.get("value"):
+            return due, Decimal(str(last["value"])).quantize(Decimal("0.01")), str(last.get("currency_code") or "").upper()
+        if finding and finding.get("amount"):
+            return due, Decimal(finding["amount"]), (finding.get("currency") or "").upper()
+    except InvalidOperation:
+        return None
+    return None
+
+
 class CancellationService:
     """Handles the approvals of one batch (the fresh scan used for re-checks is made once per batch)."""
 
     def __init__(self, settings: CancelSettings, paypal: PayPalClient, approvers: Iterable[Principal],
-                 notify: Callable[[str], None] | None = None):
-        self.settings, self.paypal, self.notify = settings, paypal, notify
+                 notify: Callable[[str], None] | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self.settings, self.paypal, self.notify, self.clock = settings, paypal, notify, clock
         self.approvers = tuple(approvers)
         self._fresh: dict[str, dict] | None = None
         self.paypal_progress: dict[str, str] = {}     # approval key -> how far PayPal got (for failure lines)
@@ -83,8 +113,8 @@ class CancellationService:
     def fresh_findings(self) -> dict[str, dict]:
         """finding_id -> finding, every finding of a fresh read-only scan."""
         if self._fresh is None:
-            report = build_report(run_scan(self.settings.dsn_value, self.settings.tolerance,
-                                         source_schema=self.settings.source_schema))
+            report = build_report(run_scan(self.settings.dsn_value, self.settings.tolerance, now=self.clock(),
+                                           source_schema=self.settings.source_schema))
             self._fresh = {f["finding_id"]: f for f in report["findings"]}
         return self._fresh
 
@@ -130,13 +160,19 @@ class CancellationService:
             # canceled with this approval's own words: a delivery before this one did it, and its record failed
             outcome = CANCELED
             detail = f"canceled by this approval at {result.status_changed_at} (recorded on a later delivery)"
+        now = self.clock()
+        prevented = prevented_charge(result, finding, now) if outcome == CANCELED else None
+        if approval.automatic:
+            detail = f"{detail} (auto-cancel, policy {approval.policy})"
         try:
             with self._store() as conn:
                 recorded = record_action(conn, ActionRecord(
                     key=key, outcome=outcome, detail=detail, approval=approval, message=stored_body(delivery.body),
                     message_length=len(delivery.body), sender_id=delivery.sender_id, sender_arn=sender.arn,
                     paypal_before=result.status_before, paypal_after=result.status_after,
-                    paypal_canceled_at=result.status_changed_at, reason=reason),
+                    paypal_canceled_at=result.status_changed_at, reason=reason, handled_at=now,
+                    prevented_due=prevented and prevented[0], prevented_amount=prevented and prevented[1],
+                    prevented_currency=prevented and prevented[2]),
                     source_schema=self.settings.source_schema)
         except Exception as exc:
             raise CancellationNotRecorded(f"PayPal {approval.paypal_subscription_id} is {result.status_after},"
@@ -148,8 +184,12 @@ class CancellationService:
         line = self.done_line(approval, finding, outcome, sender, recorded["detail"])
         if recorded["mark_problem"]:        # done in PayPal, not in the database: not a plain check mark
             line = line.replace(":white_check_mark:", ":warning:", 1)
+        if prevented:
+            line += f" Prevented PayPal's charge of {prevented[1]} {prevented[2]} on {prevented[0].date().isoformat()}."
         self._tell(line)
-        return {**recorded, "key": key, "paypal_status_before": result.status_before}
+        return {**recorded, "key": key, "paypal_status_before": result.status_before,
+                "prevented": prevented and {"due": prevented[0].isoformat(), "amount": str(prevented[1]),
+                                            "currency": prevented[2]}}
 
     def recheck(self, approval: ApprovalMessage) -> tuple[dict | None, str] | str:
         """(the finding, the reason PayPal is given) when the approval may go ahead, else why it may not.
@@ -215,6 +255,7 @@ class CancellationService:
                 money += f"; charged {charges['count']}x after canceling, {charges['total']} {finding['currency']}"
         return (f":white_check_mark: {outcome.replace('_', ' ').capitalize()}: {who}, PayPal"
                 f" {approval.paypal_subscription_id}{money}. Approved by {approver_label(approval.approved_by)}"
+                f"{f' (policy {approval.policy})' if approval.automatic else ''}"
                 f" (sent by {sender.arn}){' (forced)' if approval.force else ''}. {detail}")
 
     # ------------------------------------------------------------------ refunds
@@ -231,7 +272,7 @@ class CancellationService:
             options = PayPalOptions(s.paypal_base_url, s.paypal_client_id.get_secret_value(),
                                     s.paypal_client_secret.get_secret_value(), backoff_s=s.http_backoff_s,
                                     **({"search_days": 1} if paypal_id else {}))
-            result = run_scan(s.dsn_value, s.tolerance, paypal=options, store_dsn=s.store_dsn_value,
+            result = run_scan(s.dsn_value, s.tolerance, paypal=options, store_dsn=s.store_dsn_value, now=self.clock(),
                               paypal_client=self.paypal, paypal_only={paypal_id} if paypal_id else None,
                               source_schema=s.source_schema)
             report = build_report(result)

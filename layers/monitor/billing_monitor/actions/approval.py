@@ -7,13 +7,16 @@ import re
 from typing import Literal
 
 from aws_lambda_powertools.utilities.parser import BaseModel, Field, ValidationError, parse
-from pydantic import AliasChoices, ConfigDict, field_validator
+from pydantic import AliasChoices, ConfigDict, field_validator, model_validator
 
+from billing_monitor.actions.policy import AUTO_APPROVER, UNAMBIGUOUS
 from billing_monitor.rules.registry import CANCEL_PAYPAL_SUBSCRIPTION, PAYPAL_ID_PATTERN, REFUND_PAYPAL_CHARGES
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 #: Who approved: an e-mail (the CLI's --by), or "slack:<user id>" (a click; slack-actions.md).
 APPROVED_BY_PATTERN = r"^(?:[^@\s]+@[^@\s]+\.[^@\s]+|slack:[UW][A-Z0-9]{2,20})$"
+#: ... and, for a cancellation, auto-cancel's label (prevention.md); who sent the message is proven by its SenderId
+APPROVER_PATTERN = APPROVED_BY_PATTERN[:-2] + f"|{re.escape(AUTO_APPROVER)})$"
 TRANSACTION_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")   # safe in a URL path; PayPal's are 17 upper-case alphanumerics
 STORED_BODY_LIMIT = 4096     # characters of a message body kept in the audit table
 
@@ -26,9 +29,27 @@ class ApprovalMessage(BaseModel):
     action: Literal["cancel_paypal_subscription"]
     finding_id: str = Field(pattern=r"^[0-9a-f]{16}$")
     paypal_subscription_id: str = Field(pattern=PAYPAL_ID_PATTERN, max_length=50)
-    approved_by: str = Field(pattern=APPROVED_BY_PATTERN, max_length=254)
+    approved_by: str = Field(pattern=APPROVER_PATTERN, max_length=254)
     reason: str = Field(default="", max_length=128)
     force: bool = False
+    # auto-cancel's messages add "policy": "unambiguous" (prevention.md), a key kept as an extra so that a person's
+    # approval dumps exactly as before
+
+    @model_validator(mode="after")
+    def _auto_cancel_says_its_policy(self):
+        if (self.approved_by == AUTO_APPROVER) != (self.policy == UNAMBIGUOUS):
+            raise ValueError(f'approved_by "{AUTO_APPROVER}" goes with "policy": "{UNAMBIGUOUS}", and only with it')
+        if self.policy and self.force:
+            raise ValueError("auto-cancel never forces")
+        return self
+
+    @property
+    def policy(self) -> str | None:
+        return (self.model_extra or {}).get("policy")
+
+    @property
+    def automatic(self) -> bool:
+        return self.policy is not None
 
     @property
     def idempotency_key(self) -> str:
