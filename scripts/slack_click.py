@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     p.add_argument("--secret", default=os.environ.get("SLACK_SIGNING_SECRET") or LOCAL_SECRET,
                    help="the signing secret (default: $SLACK_SIGNING_SECRET, else events/env.json's local one)")
     p.add_argument("--url", default="http://127.0.0.1:3000/slack/actions", help="where sam local start-api listens")
-    p.add_argument("--response-url", default="http://127.0.0.1:15001/actions/T0BILLING1/1/local",
+    p.add_argument("--response-url", default="http://host.docker.internal:15001/actions/T0BILLING1/1/local",
                    help="the click's response_url (the fake Slack of scripts/sam_local.py --serve by default)")
     p.add_argument("--event", action="store_true", help="print the API Gateway (payload 2.0) event instead of sending")
     p.add_argument("--base64", action="store_true", help="with --event: the body base64-encoded, as API Gateway may")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from billing_monitor.rules.registry import BILLING_DISCONNECT, DUPLICATE_SUBSCRIPTION, PAYPAL_ONLY, REFUND_OWED
+from billing_monitor.rules.registry import BILLING_DISCONNECT, DUPLICATE_SUBSCRIPTION, PAYPAL_ONLY, REFUND_OWED, SOURCE_SHRANK
 from billing_monitor.store.acks import Ack, ack_fingerprint, why_not_acknowledgeable
 from tests.unit.test_notify import finding
 
@@ -52,3 +52,8 @@ def test_at_risk_and_owed_cannot_be_acknowledged():
     refund = dict(finding(6, PAYPAL_ONLY), refund={"transactions": ["T1"], "total": "22.00"})
     assert "owed money" in why_not_acknowledgeable(refund)
     assert why_not_acknowledgeable(finding(7, PAYPAL_ONLY)) is None
+
+
+def test_a_table_that_shrank_cannot_be_acknowledged_it_ends_with_the_next_saved_scan():
+    shrank = dict(finding(8, PAYPAL_ONLY), check=SOURCE_SHRANK, action=None)
+    assert "every other finding may be wrong" in why_not_acknowledgeable(shrank)

@@ -277,6 +277,24 @@ def check_layout(schema: str, columns: dict[str, dict[str, str]], reader: str, w
 # ---------------------------------------------------------------- the database: the writer
 
 
+def _mark_problems(conn: psycopg.Connection, schema: str) -> list[str]:
+    """What stops the cancel's mark writing the source's subscriptions (through a view: a column that is an
+    expression; a status enum without the label 'canceled'), in words; empty when it can."""
+    rows = conn.execute(
+        "select a.attname, pg_column_is_updatable(c.oid, a.attnum, false), format_type(a.atttypid, a.atttypmod),"
+        " t.typtype = 'e' and not exists (select 1 from pg_enum e where e.enumtypid = t.oid and e.enumlabel = 'canceled')"
+        " from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+        " join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped and a.attname = any(%s)"
+        " join pg_type t on t.oid = a.atttypid"
+        " where n.nspname = %s and c.relname = 'subscriptions' order by a.attnum",
+        (list(source.MARK_WRITES), schema)).fetchall()
+    problems = [f"{schema}.subscriptions.{column} cannot be written (a view's column that is not a plain column)"
+                for column, updatable, _, _ in rows if not updatable]
+    problems += [f"{schema}.subscriptions.status is the enum {type_name}, which has no label 'canceled': alter type"
+                 f" {type_name} add value 'canceled'" for column, _, type_name, lacks in rows if column == "status" and lacks]
+    return problems
+
+
 def check_writer(config: DoctorConfig) -> Iterator[Line]:
     if not config.store_dsn or config.store_dsn == config.dsn:
         yield Line(FAIL, "store: no writer configured: the scheduled scan would save its history with the reader's role,"
@@ -303,6 +321,7 @@ def check_writer(config: DoctorConfig) -> Iterator[Line]:
             rights = _table_rights(conn, PRODUCTION_TABLES, config.source_schema)
             hidden = row_security.blind_spots(conn, config.source_schema, ("subscriptions",),
                                               (row_security.SELECT, row_security.UPDATE)) if rights["subscriptions"] else []
+            unwritable = _mark_problems(conn, config.source_schema) if rights["subscriptions"] else []
     except MonitorError as exc:
         yield Line(FAIL, f"store: {exc}")
         return
@@ -334,6 +353,9 @@ def check_writer(config: DoctorConfig) -> Iterator[Line]:
     else:
         yield Line(OK, f"store: {user} may mark a canceled subscription (UPDATE on {marked})")
         yield from _row_security_lines("store", user, hidden, f"read and mark every row of {marked}")
+        for problem in unwritable:
+            yield Line(FAIL, f"store: {problem}: the cancel function's mark would fail (PayPal canceled, the row"
+                             f" not marked); {source.PAGE} shows the columns the mark writes")
     extra = {t: [p for p in WRITES if r[p] and not (t == "subscriptions" and p == "UPDATE")]
              for t, r in rights.items() if r}
     extra = {t: p for t, p in extra.items() if p}

@@ -54,10 +54,16 @@ OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
 MARK_WRITES: tuple[str, ...] = ("status", "canceled_at", "updated_at")
 
 
+# '%': the queries carry psycopg's %(name)s parameters; braces: the query files' placeholders; control characters
+# (a line break among them): nothing a schema's name needs, and a line break could end an SQL comment
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f%{}]")
+
+
 def quote_ident(name: str) -> str:
     """An SQL identifier, double-quoted as PostgreSQL quotes one (psycopg.sql.Identifier's rule)."""
-    if not name or "\x00" in name or "%" in name:        # '%': the queries carry psycopg's %(name)s parameters
-        raise MonitorError(f"source schema {name!r} is not a schema name the monitor reads (empty, or holding % or NUL)")
+    if not name or _UNSAFE.search(name):
+        raise MonitorError(f"source schema {name!r} is not a schema name the monitor reads (empty, or holding a"
+                           " control character, '%', '{' or '}')")
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -136,7 +142,7 @@ def check_source(conn: psycopg.Connection, schema: str = DEFAULT_SOURCE_SCHEMA) 
     """The source relations, checked before any check runs: the first missing relation or column is one
     MonitorError naming it and pointing to the page."""
     kinds, columns = columns_of(conn, schema)
-    for relation in ("contacts", "subscriptions", "transactions"):      # what a scan reads
+    for relation in RELATIONS:           # what a scan reads (products: its row count and its row level security)
         if relation not in kinds:
             raise MonitorError(f"table {qualified(schema, relation)} missing (or not readable by this role):"
                                f" see {PAGE}")

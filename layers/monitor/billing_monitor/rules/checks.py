@@ -44,6 +44,7 @@ from billing_monitor.source import DEFAULT_SOURCE_SCHEMA, RELATIONS, Source, qua
 NEWEST_IMPORT = "newest_import"            # transaction_findings' last row: the newest transactions.created_at
 _STREAM_CHUNK = 2000 if psycopg.capabilities.has_stream_chunked() else 1
 _USES = re.compile(r"^-- uses:(.*)$", re.MULTILINE)
+_PLACEHOLDER = re.compile(r"\{(source|source_text|transaction_type)\}")
 
 
 @cache
@@ -63,9 +64,10 @@ def load_query(name: str, schema: str = DEFAULT_SOURCE_SCHEMA, transaction_type:
         else:
             text = "with " + ",\n".join([*ctes, text])
     schema_ident = quote_ident(schema)
-    return (text.replace("{source_text}", quote_literal(schema_ident))
-            .replace("{source}", schema_ident)
-            .replace("{transaction_type}", "t.transaction_type::text" if transaction_type else "null::text"))
+    values = {"source": schema_ident, "source_text": quote_literal(schema_ident),
+              "transaction_type": "t.transaction_type::text" if transaction_type else "null::text"}
+    # one pass: a value put in is never read again for placeholders
+    return _PLACEHOLDER.sub(lambda m: values[m[1]], text)
 
 
 def source_query(name: str, source: Source) -> str:
@@ -200,7 +202,14 @@ def find_stale_import(conn, newest_import: datetime | None, now: datetime, stale
         detail = (f"newest transaction imported {newest_import.astimezone(UTC):%Y-%m-%d}, {age.days} days before"
                   f" the scan (stale after {stale_after_days} days): every other finding may be out of date")
     # keyed on the relation's name as people write it: public.transactions on the contract layout
-    return [Finding(check=STALE_IMPORT, key=qualified(source.schema, "transactions"), detail=detail)]
+    return [Finding(check=STALE_IMPORT, key=contract_key("transactions"), detail=detail)]
+
+
+def contract_key(relation: str) -> str:
+    """A finding about a whole relation (stale_import, source_shrank) is keyed by the contract's name of it
+    ('public.transactions'), whatever the source schema: the same problem has the same finding id on any layout,
+    and the ids saved before source schemas existed stay the same. Its detail names the relation read."""
+    return qualified(DEFAULT_SOURCE_SCHEMA, relation)
 
 
 def find_row_counts(conn, source: Source) -> dict[str, int]:
@@ -222,7 +231,7 @@ def find_source_shrank(counts: dict[str, int], previous: tuple[dict[str, int], d
         if was is None or now is None or was < SHRANK_MIN_ROWS or now >= was * SHRANK_BELOW_SHARE:
             continue
         name = qualified(source.schema, table)
-        findings.append(Finding(check=SOURCE_SHRANK, key=name, detail=(
+        findings.append(Finding(check=SOURCE_SHRANK, key=contract_key(table), detail=(
             f"{name} holds {now:,} rows; the previous saved scan ({when.astimezone(UTC):%Y-%m-%d}) read"
             f" {was:,}: an import that emptied it, a changed policy or grant, or the wrong database")))
     return findings

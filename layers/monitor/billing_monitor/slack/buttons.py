@@ -22,6 +22,7 @@ ACKNOWLEDGE_FOR = "acknowledge_for"
 ACKNOWLEDGE_CHOICES = {"changes": None, "30d": 30, "90d": 90}        # value -> days (None: until it changes)
 ACKNOWLEDGE_LABELS = {"changes": "until it changes", "30d": "for 30 days", "90d": "for 90 days"}
 MAC_HEX = 32
+_MAC = re.compile(rf"[0-9a-f]{{{MAC_HEX}}}")
 FINDING_ID = re.compile(r"^[0-9a-f]{16}$")
 _KEY_LABEL = b"billing-monitor slack button mac v1"
 
@@ -48,6 +49,6 @@ class ButtonMac:
         if action_id not in ACTIONS or not isinstance(value, str) or value.count(".") != 1:
             return None
         finding_id, mac = value.split(".")
-        if not FINDING_ID.match(finding_id) or len(mac) != MAC_HEX:
+        if not FINDING_ID.match(finding_id) or not _MAC.fullmatch(mac):      # hex only: compare_digest takes ASCII
             return None
         return finding_id if hmac.compare_digest(mac, self.mac(action_id, finding_id)) else None

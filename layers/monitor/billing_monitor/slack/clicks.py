@@ -36,7 +36,7 @@ from billing_monitor.slack.buttons import (
     APPROVE_REFUND,
     ButtonMac,
 )
-from billing_monitor.slack.message import slack_escape
+from billing_monitor.slack.message import SLACK_MAX_BLOCKS, slack_escape
 from billing_monitor.store.acks import AckRefused
 
 log = logging.getLogger(__name__)
@@ -280,9 +280,15 @@ class ClickService:
         if not blocks:
             self._post(click.response_url, {"replace_original": False, "text": result["text"]})
             return
-        done = {"type": "context", "elements": [{"type": "mrkdwn", "text": result["text"][:3000]}]}
+        # one "done" line per clicked block, replaced by the next click on it: acknowledging one finding after
+        # another from a menu never grows the message
+        done_id = f"{click.block_id or 'click'}.done"[:255]
+        done = {"type": "context", "block_id": done_id,
+                "elements": [{"type": "mrkdwn", "text": result["text"][:3000]}]}
         updated = []
         for block in blocks:
+            if block.get("block_id") == done_id:
+                continue
             if block.get("block_id") != click.block_id:
                 updated.append(block)
             elif result["action"] == ACKNOWLEDGE:
@@ -290,8 +296,10 @@ class ClickService:
                 updated.append(done)
             else:
                 updated.append(done)
+        if len(updated) > SLACK_MAX_BLOCKS:      # a full message keeps its own blocks (the heartbeat line last)
+            updated = [b for b in updated if b is not done]
         self._post(click.response_url, {"replace_original": True, "text": (click.message or {}).get("text", ""),
-                                        "blocks": updated[:50]})
+                                        "blocks": updated[:SLACK_MAX_BLOCKS]})
 
 
 def _without_option(block: dict, value: str | None) -> list[dict]:

@@ -36,7 +36,7 @@ from billing_monitor.notify import (
     stale_line,
 )
 from billing_monitor.report import by_due, charges_money, customer_label, display_money, prevented_line
-from billing_monitor.rules.registry import COUNTED_ONLY_CHECKS, DATA_WARNING_CHECKS, SOURCE_SHRANK, STALE_IMPORT
+from billing_monitor.rules.registry import COUNTED_ONLY_CHECKS, STALE_IMPORT
 from billing_monitor.slack.buttons import (
     ACKNOWLEDGE,
     ACKNOWLEDGE_FOR,
@@ -197,8 +197,6 @@ def _option_label(f: dict) -> str:
     menu carries many."""
     if f["check"] == STALE_IMPORT:
         return "the stale import"
-    if f["check"] == SOURCE_SHRANK:            # its detail starts with the table: "public.transactions holds 0 rows"
-        return f"{(f.get('detail') or f['finding_id']).split(' holds ')[0]} shrank"
     contact = f.get("contact") or {}
     who = contact.get("name") or contact.get("email") or "(contact missing)"
     return f"{who} · {f.get('paypal_subscription_id') or f['finding_id']}"
@@ -210,7 +208,7 @@ def acknowledge_blocks(report: dict, macs: ButtonMac, budget: int = ACKNOWLEDGE_
     (`billing-monitor ack` reaches them)."""
     candidates: dict[str, list[dict]] = {}
     for f in report["findings"]:
-        if (f["check"] in COUNTED_ONLY_CHECKS or f["check"] in DATA_WARNING_CHECKS) and not is_acknowledged(f) \
+        if (f["check"] in COUNTED_ONLY_CHECKS or f["check"] == STALE_IMPORT) and not is_acknowledged(f) \
                 and not f.get("action") and not owed_total(f):
             candidates.setdefault(f["check"], []).append(f)
     if not candidates:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from billing_monitor.errors import MonitorError
-from billing_monitor.rules.registry import AT_RISK_CHECKS, OWED_CHECKS
+from billing_monitor.rules.registry import AT_RISK_CHECKS, OWED_CHECKS, SOURCE_SHRANK
 from billing_monitor.store.migrations import SCHEMA, has_table
 from billing_monitor.store.scans import fingerprint, load_finding
 
@@ -65,6 +65,9 @@ def why_not_acknowledgeable(finding: dict) -> str | None:
         return f"{who} names a customer owed money: it ends by refunding"
     if finding.get("action"):
         return f"{who} asks for an action ({finding['action'].get('type')}): approve it instead"
+    if finding["check"] == SOURCE_SHRANK:
+        return (f"{who} says a table lost most of its rows and every other finding may be wrong: it ends by itself"
+                " with the next saved scan that reads the table as it is")
     return None
 
 

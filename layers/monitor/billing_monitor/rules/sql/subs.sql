@@ -2,7 +2,7 @@
 -- so the big scans stay parallel). Text is trimmed of blanks, tabs and line breaks. Keywords are
 -- compared in the "C" collation: lower()/upper() there fold ASCII letters only, which is all the
 -- keywords (canceled, month, USD, ...) hold, and is several times cheaper than a locale's folding.
--- The PayPal id pattern is only tried on text that contains 'I-' at all. {source} is the source schema
+-- The PayPal id pattern is only tried on text that contains 'I-' at all. The relations are the source schema's
 -- (checks.load_query puts it in, quoted).
 subs as not materialized (
     select s.id,
