@@ -282,7 +282,7 @@ class ClickService:
             return
         # one "done" line per clicked block, replaced by the next click on it: acknowledging one finding after
         # another from a menu never grows the message
-        done_id = f"{click.block_id or 'click'}.done"[:255]
+        done_id = f"done:{click.block_id or 'click'}"[:255]
         done = {"type": "context", "block_id": done_id,
                 "elements": [{"type": "mrkdwn", "text": result["text"][:3000]}]}
         updated = []
