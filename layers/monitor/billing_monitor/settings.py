@@ -267,6 +267,55 @@ class SlackActionsSettings(FunctionSettings):
         return self.slack_signing_secret.get_secret_value()
 
 
+class PayPalWebhookSettings(FunctionSettings):
+    """PayPal's webhooks and the hourly net (functions/paypal_webhook, paypal-webhooks.md): the webhook id its
+    deliveries are verified against, PayPal's credentials (verification, the search, the running total), the
+    Slack buttons' key, and the auto-cancel switch (prevention.md; the policy itself comes with issue 19)."""
+
+    webhook_id: str | None = Field(None, alias="PAYPAL_WEBHOOK_ID",
+                                   description="the id PayPal gave the webhook when its URL was registered")
+    paypal_client_id: SecretStr | None = Field(None, alias="PAYPAL_CLIENT_ID")
+    paypal_client_secret: SecretStr | None = Field(None, alias="PAYPAL_CLIENT_SECRET")
+    paypal_environment: Literal["live", "sandbox"] | None = Field(None, alias="PAYPAL_ENVIRONMENT")
+    paypal_base_url_override: str | None = Field(None, alias="PAYPAL_BASE_URL")
+    slack_signing_secret: SecretStr | None = Field(None, alias="SLACK_SIGNING_SECRET")
+    auto_cancel: Literal["off", "unambiguous"] = Field("off", alias="AUTO_CANCEL")
+
+    @field_validator("webhook_id", mode="before")
+    @classmethod
+    def _webhook_id(cls, value):
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9]{1,50}", str(value).strip()):
+            raise ValueError("is not a PayPal webhook id (letters and digits, like 1JE4291016473214C)")
+        return None if value is None else str(value).strip()
+
+    @model_validator(mode="after")
+    def _paypal_complete(self):
+        if self.paypal_client_id is None or self.paypal_client_secret is None:
+            raise ValueError("PAYPAL_CLIENT_ID and PAYPAL_CLIENT_SECRET are not configured: webhooks cannot be"
+                             " verified without PayPal")
+        if not (self.paypal_environment or self.paypal_base_url_override):
+            raise ValueError("PAYPAL_ENVIRONMENT is not configured (live or sandbox; or PAYPAL_BASE_URL)")
+        return self
+
+    @property
+    def paypal_base_url(self) -> str:
+        return self.paypal_base_url_override or CancelSettings.BASE_URLS[self.paypal_environment]
+
+    @property
+    def button_mac(self):
+        if self.slack_signing_secret is None:
+            return None
+        from billing_monitor.slack.buttons import ButtonMac
+
+        return ButtonMac(self.slack_signing_secret.get_secret_value())
+
+    def paypal_client(self):
+        from billing_monitor.paypal import PayPalClient
+
+        return PayPalClient(self.paypal_base_url, self.paypal_client_id.get_secret_value(),
+                            self.paypal_client_secret.get_secret_value(), backoff_s=self.http_backoff_s)
+
+
 def describe_settings_error(model: type[BaseSettings], exc: ValidationError) -> str:
     """One sentence per problem, naming the variable; a secret's value is never repeated."""
     secret_variables = {variable_of(n, f) for n, f in model.model_fields.items() if is_secret(f)}
