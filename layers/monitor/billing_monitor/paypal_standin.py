@@ -62,6 +62,8 @@ PAYMENTS_SPEC = "payments_payment_v2.json"
 NOTIFICATIONS_SPEC = "notifications_webhooks_v1.json"
 SPEC_HOST = "https://api-m.sandbox.paypal.com"
 REPORTING_HOST = "https://api-m.paypal.com"
+#: the stand-in's own signing key: what it signs verifies on any stand-in (events/paypal_*.json were signed with it)
+STANDIN_WEBHOOK_KEY = b"billing-monitor PayPal stand-in webhook key"
 REPORTING_SPEC_PREFIX = "/v1/reporting"     # the reporting file's server URL repeats /v1/reporting
 #: Transaction Search's status codes for a payment, from the Subscriptions API's capture status
 SEARCH_STATUS = {"COMPLETED": "S", "PARTIALLY_REFUNDED": "S", "REFUNDED": "S", "PENDING": "P", "DECLINED": "D"}
@@ -273,7 +275,7 @@ class PayPalStandIn(LoopbackServer):
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self.spec = _Spec(Path(spec_dir)) if spec_dir else None
-        self._webhook_key = uuid.uuid4().bytes        # signs webhook deliveries (see `deliver`)
+        self.webhook_key = STANDIN_WEBHOOK_KEY         # signs webhook deliveries (see `deliver`)
         self.webhook_events: list[dict] = []          # every event delivered, for GET webhooks-events
         if self.spec:   # build the validators now, not inside the first request (a client's read timeout is short)
             for name in (SUBSCRIPTIONS_SPEC, REPORTING_SPEC, PAYMENTS_SPEC, NOTIFICATIONS_SPEC):
@@ -626,9 +628,35 @@ class PayPalStandIn(LoopbackServer):
                                   event_id=event_id, create_time=when + timedelta(seconds=3),
                                   summary=f"Payment completed for $ {Decimal(str(amount)):.2f} {currency}")
 
+    def sale_refunded(self, sale_id: str, when: datetime | str, amount="22.00", *, currency: str = "USD",
+                      event_id: str | None = None, reversed_: bool = False) -> dict:
+        """PAYMENT.SALE.REFUNDED (or REVERSED): Payments v1's `refund`, naming the sale (not the subscription)."""
+        when = parse_time(when) if isinstance(when, str) else when
+        refund_id = hashlib.sha256(f"{id(self)}:rf:{next(self._ids)}".encode()).hexdigest()[:17].upper()
+        value = f"{Decimal(str(amount)):.2f}"
+        resource = {"id": refund_id, "state": "completed", "amount": {"total": value, "currency": currency},
+                    "sale_id": sale_id, "parent_payment": "PAYID-" + sale_id, "create_time": paypal_time(when),
+                    "update_time": paypal_time(when),
+                    "links": [{"href": f"{SPEC_HOST}/v1/payments/refund/{refund_id}", "rel": "self", "method": "GET"}]}
+        return self.webhook_event("PAYMENT.SALE.REVERSED" if reversed_ else "PAYMENT.SALE.REFUNDED", resource,
+                                  event_id=event_id, create_time=when, resource_type="refund")
+
+    def subscription_event(self, event_type: str, subscription_id: str, status: str, when: datetime | str, *,
+                           note: str | None = None, event_id: str | None = None) -> dict:
+        """BILLING.SUBSCRIPTION.* with the subscription resource (Subscriptions v1) as PayPal now has it."""
+        when = parse_time(when) if isinstance(when, str) else when
+        resource = {"id": subscription_id, "plan_id": "P-5ML4271244454362WXNWU5NQ", "status": status,
+                    "status_update_time": paypal_time(when), "start_time": "2023-01-16T00:00:00Z",
+                    "links": [{"href": f"{SPEC_HOST}/v1/billing/subscriptions/{subscription_id}", "rel": "self",
+                               "method": "GET"}]}
+        if note:
+            resource["status_change_note"] = note
+        return self.webhook_event(event_type, resource, event_id=event_id, create_time=when,
+                                  resource_type="subscription")
+
     def _webhook_signature(self, transmission_id: str, transmission_time: str, webhook_id: str, body: bytes) -> str:
         signed = f"{transmission_id}|{transmission_time}|{webhook_id}|{zlib.crc32(body)}".encode()
-        return hmac.new(self._webhook_key, signed, hashlib.sha256).hexdigest()
+        return hmac.new(self.webhook_key, signed, hashlib.sha256).hexdigest()
 
     def deliver(self, event: dict, webhook_id: str, *, when: datetime | None = None,
                 record: bool = True) -> tuple[dict[str, str], bytes]:
