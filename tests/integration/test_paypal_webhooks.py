@@ -283,3 +283,25 @@ def test_a_failing_search_is_retried_every_hour_and_said_in_slack_after_a_day(se
     assert any("was just charged" in t for t in texts)          # the charge missed meanwhile is posted now
     assert any("works again" in t for t in texts)
     assert [r["sale_id"] for r in rows(demo_db, "paypal_sales")] == [missed]
+
+
+# ---------------------------------------------------------------- the scan knows the charge before the import
+
+
+def test_the_next_scan_counts_a_posted_charge_until_the_import_brings_it(service, paypal, demo_db):
+    from billing_monitor.scan import run_scan
+
+    def oskar():
+        [f] = [f for f in run_scan(demo_db).findings if f.finding_id == OSKAR_FINDING]
+        return len(f.charges), sum(c.amount for c in f.charges)
+
+    before = oskar()
+    event = paypal.sale_completed(OSKAR_PAYPAL, NOW)
+    service.handle_delivery(delivery(paypal, event), NOW)
+    assert oskar() == (before[0] + 1, before[1] + Decimal("22.00"))
+    with psycopg.connect(demo_db) as conn:                       # the import brings it in
+        conn.execute("insert into transactions (contact_id, subscription_id, source, external_id, amount, currency,"
+                     " status, transaction_date) select contact_id, id, 'paypal', %s, 22.00, 'USD', 'completed', %s"
+                     " from subscriptions where btrim(paypal_subscription_id) = %s and status = 'active'",
+                     (event["resource"]["id"], NOW, OSKAR_PAYPAL))
+    assert oskar() == (before[0] + 1, before[1] + Decimal("22.00"))        # counted once

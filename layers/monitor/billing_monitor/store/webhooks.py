@@ -124,3 +124,21 @@ def save_net_state(conn: psycopg.Connection, state: NetState, now: datetime) -> 
         " failing_since = excluded.failing_since, failure_told_at = excluded.failure_told_at,"
         " last_error = excluded.last_error, updated_at = excluded.updated_at",
         (state.name, state.looked_to, state.failing_since, state.failure_told_at, state.last_error, now))
+
+
+_SALES_READABLE = ("select coalesce(bool_and(has_schema_privilege(n.oid, 'usage') and has_table_privilege(c.oid, 'select')),"
+                   " false) from pg_namespace n join pg_class c on c.relnamespace = n.oid and c.relname = 'paypal_sales'"
+                   " where n.nspname = 'billing_monitor'")
+
+
+def posted_sales(conn: psycopg.Connection, finding_ids: list[str]) -> list[dict]:
+    """The sales a webhook (or the net) posted about these findings and that were not refunded or reversed: the
+    scan counts them until the imports bring them in. Empty when the table is absent or unreadable (checked in
+    the catalog first: a denied read would abort the scan's transaction)."""
+    if not finding_ids or not conn.execute(_SALES_READABLE).fetchone()[0]:
+        return []
+    cur = conn.execute(
+        f"select sale_id, finding_id, amount, currency, charged_at from {SCHEMA}.paypal_sales"
+        " where finding_id = any(%s) and state = 'completed' and refunded = 0 order by charged_at, sale_id",
+        (finding_ids,))
+    return [dict(zip([d.name for d in cur.description], r, strict=True)) for r in cur.fetchall()]
