@@ -30,12 +30,13 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "monitor"), str(ROOT / "bench"), str(ROOT)]
 
+from scan_bench import build, counts_of, database  # noqa: E402
+
 from billing_monitor.paypal import PayPalClient  # noqa: E402
 from billing_monitor.paypal_standin import CLIENT_ID, CLIENT_SECRET, LoopbackServer, PayPalStandIn  # noqa: E402
 from billing_monitor.rules.checks import load_query  # noqa: E402
 from billing_monitor.slack.buttons import ButtonMac  # noqa: E402
 from billing_monitor.webhooks import WebhookService  # noqa: E402
-from scan_bench import build, counts_of, database  # noqa: E402
 from scripts.paypal_webhook_event import WEBHOOK_ID, api_gateway_event  # noqa: E402
 
 
