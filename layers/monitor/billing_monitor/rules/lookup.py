@@ -31,6 +31,8 @@ class AtRisk:
     amount: Decimal | None
     currency: str | None
     billing_cycle: str | None
+    #: live rows holding the PayPal id other than the finding's own (prevention.md's criterion 3: 0 to be unambiguous)
+    other_live_rows: int = 0
 
 
 def judge(rows: list, paypal_id: str) -> AtRisk | None:
@@ -45,7 +47,8 @@ def judge(rows: list, paypal_id: str) -> AtRisk | None:
     for r in live:
         if not r.live_match and r.k_time is not None:
             return AtRisk(BILLING_DISCONNECT, finding_id_for(BILLING_DISCONNECT, str(r.subscription_id)), paypal_id,
-                          str(r.subscription_id), contact(r), r.k_time, r.k_kajabi_id, r.amount, r.cur, r.cycle)
+                          str(r.subscription_id), contact(r), r.k_time, r.k_kajabi_id, r.amount, r.cur, r.cycle,
+                          other_live_rows=len(live) - 1)
     if live:
         return None           # a live row whose Kajabi side is live (or that is PayPal-only): healthy
     k_times = [r.k_time for r in rows if r.k_time is not None]
