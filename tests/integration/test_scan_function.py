@@ -426,7 +426,7 @@ def test_migrations_twice_and_concurrently(fresh_database):
     with db.connect(dsn, read_only=False) as conn:
         assert apply_migrations(conn) == []
         versions = conn.execute("select version from billing_monitor.schema_migrations order by 1").fetchall()
-        assert [v for (v,) in versions] == shipped == list(range(1, len(shipped) + 1))
+        assert [v for (v,) in versions] == shipped == sorted(set(shipped))      # gaps allowed (009 before 008 merges)
         assert 7 in shipped
         assert conn.execute("select count(*) from information_schema.tables"
                             " where table_schema = 'public'").fetchone()[0] == 4  # production untouched
