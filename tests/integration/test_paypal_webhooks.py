@@ -305,3 +305,19 @@ def test_the_next_scan_counts_a_posted_charge_until_the_import_brings_it(service
                      " from subscriptions where btrim(paypal_subscription_id) = %s and status = 'active'",
                      (event["resource"]["id"], NOW, OSKAR_PAYPAL))
     assert oskar() == (before[0] + 1, before[1] + Decimal("22.00"))        # counted once
+
+
+def test_a_slack_post_that_fails_rolls_back_so_the_redelivery_posts_it(service, paypal, slack, demo_db):
+    """The handler's error is Lambda's 500: PayPal delivers again; nothing was recorded meanwhile."""
+    from billing_monitor.slack.post import SlackError
+
+    event = delivery(paypal, paypal.sale_completed(OSKAR_PAYPAL, NOW))
+    slack.always, slack.error_body = (400, {}), "invalid_payload"
+    with pytest.raises(SlackError):
+        service.handle_delivery(event, NOW)
+    assert rows(demo_db, "paypal_events") == []
+    assert rows(demo_db, "paypal_sales") == []
+    slack.always = None
+    assert service.handle_delivery(event, NOW)["statusCode"] == 200
+    assert [m["text"][:16] for m in slack.messages[1:]] == [":rotating_light:"]
+    assert len(rows(demo_db, "paypal_sales")) == 1
