@@ -4,7 +4,7 @@ VENV   ?= .venv
 SAMENV ?= .venv-sam
 BIN     = $(VENV)/bin
 
-.PHONY: demo test lint bench bench-paypal bench-slack clean sam-local
+.PHONY: demo test lint bench bench-paypal bench-slack bench-webhook clean sam-local
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "billing-monitor needs Python 3.11+")'
@@ -45,6 +45,9 @@ bench-paypal: $(BIN)/.installed
 # A Slack click answered by a cold Slack function (fresh process): init, cold and warm click times.
 bench-slack: $(BIN)/.installed
 	$(BIN)/python bench/slack_click_bench.py
+
+bench-webhook: $(BIN)/.installed
+	$(BIN)/python bench/paypal_webhook_bench.py --contacts 400000
 
 clean:
 	rm -rf $(VENV) $(SAMENV) .aws-sam .pytest_cache .hypothesis

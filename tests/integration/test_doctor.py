@@ -41,6 +41,8 @@ def configured(runbook_roles, paypal, slack, aws_env, monkeypatch):
            "SLACK_WEBHOOK_URL": slack.url}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    for pid in live_paypal_ids(runbook_roles["admin"]):     # this REST app sees every member's subscription
+        paypal.add(pid)
     with mock_aws():
         caller = caller_as_principal_arn(boto3.client("sts").get_caller_identity()["Arn"])
         policy = {"Version": "2012-10-17", "Statement": [      # as template.yaml's ApprovalsQueuePolicy has it
@@ -50,6 +52,14 @@ def configured(runbook_roles, paypal, slack, aws_env, monkeypatch):
         queue = boto3.client("sqs").create_queue(QueueName="approvals", Attributes={"Policy": json.dumps(policy)})
         monkeypatch.setenv("BILLING_MONITOR_APPROVALS_QUEUE_URL", queue["QueueUrl"])
         yield runbook_roles
+
+
+def live_paypal_ids(dsn: str) -> list[str]:
+    """Every live PayPal id of the database, with the scan's terms (the doctor's sample query, unbounded)."""
+    from billing_monitor.rules.checks import load_query
+
+    with psycopg.connect(dsn) as conn:
+        return [r[0] for r in conn.execute(load_query("paypal_live_sample"), {"n": 100_000})]
 
 
 def doctor(capsys, *argv) -> tuple[int, list[str]]:
@@ -211,3 +221,21 @@ def test_an_unreachable_database_fails_without_the_password(capsys):
     assert code == 1
     assert lines[0].startswith("✗ database: cannot connect to host 127.0.0.1:1")
     assert "S3cretPw" not in "\n".join(lines)
+
+
+def test_doctor_says_how_many_of_the_members_paypal_subscriptions_this_app_sees(configured, paypal, capsys):
+    """paypal-webhooks.md: a 404 for a live id the database holds: created through another app (issue 21)."""
+    _, lines = doctor(capsys, "--only", "paypal")
+    sampled = min(20, len(live_paypal_ids(configured["admin"])))
+    assert f"✓ paypal: PayPal at {paypal.url} sees all {sampled} live PayPal subscriptions sampled from the database" \
+        in lines
+    hidden = live_paypal_ids(configured["admin"])[:2]            # the first two of the sample's order
+    for pid in hidden:
+        del paypal.subscriptions[pid]
+    code, lines = doctor(capsys, "--only", "paypal")
+    assert code == 0                                           # a warning: the hourly net still sees their charges
+    [line] = [line for line in lines if "sampled from the database" in line]
+    assert line.startswith(f"! paypal: PayPal at {paypal.url} sees {sampled - 2} of {sampled} live PayPal subscriptions")
+    assert "2 answer 404" in line
+    assert "created through another PayPal app" in line
+    assert all(pid in line for pid in hidden)

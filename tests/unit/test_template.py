@@ -15,7 +15,14 @@ import yaml
 from packaging.requirements import Requirement
 
 from billing_monitor.monitor import schedule_of
-from billing_monitor.settings import CancelSettings, ScanSettings, SlackActionsSettings, is_secret, variable_of
+from billing_monitor.settings import (
+    CancelSettings,
+    PayPalWebhookSettings,
+    ScanSettings,
+    SlackActionsSettings,
+    is_secret,
+    variable_of,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,7 +64,8 @@ def test_every_handler_path_exists(template):
     assert (ROOT / layer / "requirements.txt").exists()
 
 
-SETTINGS_OF = {"ScanFunction": ScanSettings, "CancelFunction": CancelSettings, "SlackActionsFunction": SlackActionsSettings}
+SETTINGS_OF = {"ScanFunction": ScanSettings, "CancelFunction": CancelSettings, "SlackActionsFunction": SlackActionsSettings,
+               "PayPalWebhookFunction": PayPalWebhookSettings}
 
 
 def variables_read(settings) -> dict[str, set[str]]:
@@ -151,7 +159,7 @@ def test_events_env_json_is_a_working_local_configuration(template, local_env, f
     assert local in settings.store_dsn_value
     assert settings.slack_webhook.startswith(f"http://{local}:")
     assert section["AWS_ENDPOINT_URL"].startswith(f"http://{local}:")
-    if function == "CancelFunction":
+    if function in ("CancelFunction", "PayPalWebhookFunction"):
         assert settings.paypal_base_url.startswith(f"http://{local}:")
 
 
@@ -247,6 +255,7 @@ def who_may_send(auto_cancel: str) -> dict:
     lookups = [s for p in cancel["Policies"] if "Statement" in p for s in p["Statement"]
                if "iam:GetRole" in s["Action"]]
     scan_policies = [resolve(p, tagged, params) for p in resources["ScanFunction"]["Properties"]["Policies"]]
+    webhook_policies = [resolve(p, tagged, params) for p in resources["PayPalWebhookFunction"]["Properties"]["Policies"]]
     return {
         "deny_unless": resolve(statements["OnlyTheApproversSend"]["Condition"]["ArnNotEquals"]["aws:PrincipalArn"],
                                tagged, params),
@@ -254,6 +263,7 @@ def who_may_send(auto_cancel: str) -> dict:
         "allow_list": resolve(cancel["Environment"]["Variables"]["BILLING_MONITOR_APPROVER_ARNS"], tagged, params).split(","),
         "iam_lookups": resolve(lookups[0]["Resource"], tagged, params),
         "scan_sends": [p for p in scan_policies if isinstance(p, dict) and "SQSSendMessagePolicy" in p],
+        "webhook_sends": [p for p in webhook_policies if isinstance(p, dict) and "SQSSendMessagePolicy" in p],
     }
 
 
@@ -271,19 +281,21 @@ def test_auto_cancel_is_off_by_default_and_its_settings_match_the_code(template)
 
 
 SLACK_ROLE_ARN = "ref:SlackActionsFunctionRole.Arn"       # a click's approvals (slack-actions.md)
+WEBHOOK_ROLE_ARN = "ref:PayPalWebhookFunctionRole.Arn"    # a webhook charge's auto-cancel (paypal-webhooks.md)
 
 
 def test_with_auto_cancel_off_only_the_approvers_and_the_slack_function_may_send():
     off = who_may_send("off")
     assert off["deny_unless"] == off["allow"] == off["allow_list"] == off["iam_lookups"] == [*APPROVERS, SLACK_ROLE_ARN]
-    assert off["scan_sends"] == []
+    assert off["scan_sends"] == off["webhook_sends"] == []
 
 
 def test_with_auto_cancel_on_the_scan_functions_role_may_send_too():
     on = who_may_send("unambiguous")
     assert on["deny_unless"] == on["allow"] == on["allow_list"] == on["iam_lookups"] == [
-        *APPROVERS, SLACK_ROLE_ARN, SCAN_ROLE_ARN]
-    assert on["scan_sends"] == [{"SQSSendMessagePolicy": {"QueueName": "getatt:ApprovalsQueue.QueueName"}}]
+        *APPROVERS, SLACK_ROLE_ARN, SCAN_ROLE_ARN, WEBHOOK_ROLE_ARN]       # the scan's and a webhook charge's
+    assert on["scan_sends"] == on["webhook_sends"] == [
+        {"SQSSendMessagePolicy": {"QueueName": "getatt:ApprovalsQueue.QueueName"}}]
 
 
 def test_sam_validate_lint():
@@ -339,7 +351,7 @@ def test_sam_build_without_docker(tmp_path):
     # a dependency missing from layers/monitor/requirements.txt fails here, not in Lambda.
     python = (str(Path(pyenv_312.stdout.strip()) / "bin" / "python3.12") if pyenv_312 and pyenv_312.returncode == 0
               else shutil.which("python3.12"))
-    for function in ("ScanFunction", "CancelFunction", "SlackActionsFunction"):
+    for function in ("ScanFunction", "CancelFunction", "SlackActionsFunction", "PayPalWebhookFunction"):
         code = tmp_path / "build" / function
         done = subprocess.run([python, "-I", "-S", "-c", f"import sys; sys.path[:0] = [{str(code)!r}, {str(layer)!r}];"
                                " import app, boto3, botocore; print(boto3.__file__, botocore.__file__)"],
@@ -443,3 +455,24 @@ def test_the_slack_app_manifest_asks_for_the_webhook_alone_and_sends_clicks_to_t
     assert interactivity["request_url"].startswith("https://")
     assert interactivity["request_url"].endswith(path)
     assert template["Outputs"]["SlackActionsUrl"]["Value"].endswith(path)
+
+
+def test_paypal_webhooks_reach_their_function_on_the_same_http_api_and_the_net_runs_hourly(template):
+    """paypal-webhooks.md: POST /paypal/webhook on Slack's HTTP API, PayPalWebhookId, the URL as an output, and an
+    hourly schedule whose constant input is events/scheduled_hourly.json (the handler's is_hourly)."""
+    from billing_monitor.webhooks import is_hourly
+
+    props = functions(template)["PayPalWebhookFunction"]
+    delivery = props["Events"]["Delivery"]
+    assert delivery["Type"] == "HttpApi"
+    assert delivery["Properties"] == {"ApiId": "SlackActionsApi", "Method": "POST", "Path": "/paypal/webhook",
+                                      "PayloadFormatVersion": "2.0"}
+    assert functions(template)["SlackActionsFunction"]["Events"]["Click"]["Properties"]["ApiId"] == "SlackActionsApi"
+    assert props["Environment"]["Variables"]["PAYPAL_WEBHOOK_ID"] == "PayPalWebhookId"
+    assert template["Outputs"]["PayPalWebhookUrl"]["Value"].endswith("/paypal/webhook")
+    hourly = props["Events"]["HourlyNet"]["Properties"]
+    assert hourly["Schedule"] == "rate(1 hour)"
+    assert hourly["State"] == "ENABLED"
+    sent = json.loads(hourly["Input"])
+    assert sent == json.loads((ROOT / "events" / "scheduled_hourly.json").read_text())
+    assert is_hourly(sent)

@@ -96,6 +96,11 @@ def config_from_env(*, dsn=None, store_dsn=None, paypal_id=None, post=False, que
                 setattr(config, attribute, given or resolve(variable, env=env))
             except unreadable as exc:           # Secrets Manager / SSM: missing, denied, no credentials
                 config.problems[section] = f"cannot read {variable}: {type(exc).__name__}: {db.redact(str(exc), None)}"
+    if "paypal" in config.sections and not config.dsn:     # the sample of the members' PayPal ids (issue 21)
+        try:
+            config.dsn = dsn or resolve("BILLING_MONITOR_DSN", env=env)
+        except unreadable:
+            config.dsn = None                              # the database section says why; the sample is skipped
     return config
 
 
@@ -398,6 +403,7 @@ def check_paypal(config: DoctorConfig, paypal_client=None) -> Iterator[Line]:
         yield Line(FAIL, f"paypal: {where}: {exc}")
         return
     yield Line(OK, f"paypal: {where} accepts the credentials (a token was issued)")
+    yield from check_paypal_sees_members(config, client, where)
     if not config.paypal_id:
         yield Line(SKIP, "paypal: no subscription read: pass --paypal-id I-… (a current member's) to check the app may"
                          " read subscriptions")
@@ -408,6 +414,52 @@ def check_paypal(config: DoctorConfig, paypal_client=None) -> Iterator[Line]:
         yield Line(FAIL, f"paypal: {exc} (is it a subscription of this account, in {where}?)")
         return
     yield Line(OK, f"paypal: {where} reads {config.paypal_id}: {subscription.get('status')}")
+
+
+PAYPAL_SAMPLE = 20
+
+
+def check_paypal_sees_members(config: DoctorConfig, client, where: str) -> Iterator[Line]:
+    """How many of a sample of the live PayPal ids in the database this REST app can read (paypal-webhooks.md): a
+    404 for an id the database holds means the subscription was created through another app (Kajabi's PayPal
+    connection): its webhooks never reach this app (the hourly net still sees its charges), and canceling it may
+    have to be done in PayPal's dashboard."""
+    from billing_monitor.paypal import PayPalError, PayPalNotFound
+    from billing_monitor.rules.checks import _stream
+    from billing_monitor.source import Source
+
+    if not config.dsn:
+        yield Line(SKIP, "paypal: the members' subscriptions not sampled: no database configured")
+        return
+    try:
+        with db.connect(config.dsn, read_only=True, statement_timeout_s=60, application_name="billing-monitor-doctor") as conn:
+            ids = [r.paypal_id for r in _stream(conn, "paypal_live_sample", {"n": PAYPAL_SAMPLE},
+                                                Source(config.source_schema))]
+    except (MonitorError, psycopg.Error) as exc:
+        yield Line(SKIP, f"paypal: the members' subscriptions not sampled: {str(exc).splitlines()[0][:200]}")
+        return
+    if not ids:
+        yield Line(SKIP, "paypal: no live PayPal subscription in the database to sample")
+        return
+    seen, missing, errors = [], [], []
+    for pid in ids:
+        try:
+            client.get_subscription(pid)
+            seen.append(pid)
+        except PayPalNotFound:
+            missing.append(pid)
+        except PayPalError as exc:
+            errors.append(f"{pid}: {exc}")
+    if errors:
+        yield Line(WARN, f"paypal: {len(errors)} of {len(ids)} sampled subscriptions could not be read: {errors[0]}")
+    if missing:
+        yield Line(WARN, f"paypal: {where} sees {len(seen)} of {len(ids)} live PayPal subscriptions sampled from the"
+                         f" database; {len(missing)} answer 404 ({', '.join(missing[:5])}{', …' if len(missing) > 5 else ''}):"
+                         " created through another PayPal app (Kajabi's connection?). Their webhooks never reach this"
+                         " app: the hourly Transaction Search still sees their charges; canceling them may have to be"
+                         " done in PayPal's dashboard (or with that app's credentials).")
+    elif not errors:
+        yield Line(OK, f"paypal: {where} sees all {len(ids)} live PayPal subscriptions sampled from the database")
 
 
 # ---------------------------------------------------------------- Slack

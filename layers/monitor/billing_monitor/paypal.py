@@ -8,6 +8,9 @@ Built against PayPal's OpenAPI descriptions (tests/data/paypal/):
   GET  /v1/billing/subscriptions/{id}/transactions?start_time&end_time   its payments in that range
   GET  /v1/reporting/transactions              Transaction Search (at most 31 days a call, pages of at most 500)
   POST /v1/oauth2/token (not in those specs)   Basic auth, grant_type=client_credentials
+  POST /v1/notifications/verify-webhook-signature   a webhook delivery's PAYPAL-* headers, the webhook id and the
+       event exactly as received (the raw body spliced in, never re-serialized): SUCCESS or FAILURE
+  GET  /v1/notifications/webhooks-events       the webhook's past events (start_time, end_time, page_size)
 
 GET and the token call are retried on 429/5xx with back-off honouring Retry-After. A cancel that
 answers 5xx or times out has an unknown outcome: the client reads the subscription before trying again,
@@ -16,6 +19,7 @@ so a cancel that went through is never sent twice. Credentials and tokens are ne
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -23,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 
@@ -36,6 +41,8 @@ SANDBOX_URL = "https://api-m.sandbox.paypal.com"
 CANCELABLE = ("ACTIVE", "SUSPENDED")
 ENDED = ("CANCELLED", "EXPIRED")
 TOKEN_MARGIN_S = 120
+#: verify-webhook-signature's fields, each from the delivery's PAYPAL-<FIELD> header (transmission_id: PAYPAL-TRANSMISSION-ID)
+WEBHOOK_HEADER_FIELDS = ("auth_algo", "cert_url", "transmission_id", "transmission_sig", "transmission_time")
 
 
 class PayPalError(Exception):
@@ -198,6 +205,55 @@ class PayPalClient:
                   "fields": "all", "page_size": page_size, "page": page}
         return self._get(f"{self.base_url}/v1/reporting/transactions",
                          f"searching transactions {params['start_date']} to {params['end_date']} (page {page})", params)
+
+    def verify_webhook_signature(self, headers: dict[str, str], webhook_id: str, raw_event: bytes) -> str:
+        """PayPal's verdict on one webhook delivery: "SUCCESS" or "FAILURE" (also for a request PayPal calls
+        malformed: 4xx). `headers`: auth_algo, cert_url, transmission_id, transmission_sig, transmission_time.
+        The event goes in exactly as received (the bytes spliced into the request body): re-serializing it breaks
+        PayPal's check. Raises PayPalTransient when PayPal cannot be asked (5xx, timeout, token refused)."""
+        fields = {k: headers[k] for k in WEBHOOK_HEADER_FIELDS}
+        body = (json.dumps({**fields, "webhook_id": webhook_id})[:-1] + ', "webhook_event": ').encode() \
+            + raw_event + b"}"
+        for _ in range(2):      # a second time only after a 401 (expired token)
+            try:
+                answer = self._session.post(f"{self.base_url}/v1/notifications/verify-webhook-signature", data=body,
+                                            headers=self._headers(), timeout=self.timeout)
+            except requests.RequestException as exc:
+                self._count(None)
+                raise PayPalTransient(f"PayPal unreachable verifying a webhook: {type(exc).__name__}") from None
+            self._count(answer)
+            if answer.status_code == 401:
+                self._forget_token()
+                continue
+            if answer.status_code == 429 or answer.status_code >= 500:
+                raise PayPalTransient(f"PayPal answered {answer.status_code} verifying a webhook")
+            if answer.status_code == 403:
+                raise PayPalCredentialsRejected("PayPal denied verifying a webhook (403): the REST app lacks the"
+                                                " permission")
+            if answer.status_code != 200:
+                return "FAILURE"
+            try:
+                status = answer.json().get("verification_status")
+            except ValueError:
+                raise PayPalTransient("PayPal answered verify-webhook-signature with no JSON") from None
+            return "SUCCESS" if status == "SUCCESS" else "FAILURE"
+        raise PayPalCredentialsRejected("PayPal rejected a fresh access token (401)")
+
+    def list_webhook_events(self, start: datetime, end: datetime, *, page_size: int = 300) -> list[dict]:
+        """Every event PayPal lists as created from `start` to `end` (every page, following its `next` links)."""
+        url, params = f"{self.base_url}/v1/notifications/webhooks-events", {
+            "start_time": api_time(start), "end_time": api_time(end, up=True), "page_size": page_size}
+        events: list[dict] = []
+        for _ in range(1000):
+            body = self._get(url, "listing webhook events", params)
+            events += list(body.get("events") or ())
+            following = next((link.get("href") for link in body.get("links") or ()
+                              if isinstance(link, dict) and link.get("rel") == "next" and link.get("href")), None)
+            if not following or not body.get("events"):
+                break
+            parts = urlsplit(following)
+            url, params = f"{self.base_url}{parts.path}", {k: v[0] for k, v in parse_qs(parts.query).items()}
+        return events
 
     def _read_back(self, subscription_id: str, before: str | None, detail: str) -> CancelResult:
         """After PayPal says a cancel is done: read the subscription and trust what it shows."""

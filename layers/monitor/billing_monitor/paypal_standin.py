@@ -11,6 +11,9 @@ answers the calls the monitor makes, as PayPal does:
                                                  answer again (no second refund); 422 CAPTURE_FULLY_REFUNDED
   GET  /v1/reporting/transactions                Transaction Search: windows of at most 31 days (else 400, as
                                                  PayPal answers), pages of at most 500, dates written +0000
+  POST /v1/notifications/verify-webhook-signature   SUCCESS only for a delivery it signed itself (`deliver`), the
+                                                 event byte for byte as signed; FAILURE otherwise
+  GET  /v1/notifications/webhooks-events         the events it delivered (start_time, end_time, page_size, `next`)
 
 Given `spec_dir` (a folder holding PayPal's OpenAPI files, as tests/data/paypal does), every request and
 response is validated with openapi-core (a test dependency, imported only then): anything off-spec is recorded
@@ -21,7 +24,8 @@ standard library is needed.
 Faults can be queued per operation (`faults["get"|"cancel"|"token"|"transactions"|"search"]`) or per
 subscription id (`id_faults[id]`): 429 (with `retry_after`), 500, "timeout" (nothing done, no answer in time),
 "500-after-cancel" and "timeout-after-cancel" (the cancel is done, the answer is lost), "204-but-still-active",
-"500-after-refund" (the refund is done, the answer is lost; `faults["refund"]` or `id_faults[capture id]`).
+"500-after-refund" (the refund is done, the answer is lost; `faults["refund"]` or `id_faults[capture id]`);
+`faults["verify"]` and `faults["events"]` for the webhook calls.
 Every request is logged in `log` as (method, path) in arrival order.
 """
 
@@ -30,12 +34,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import hmac
 import itertools
 import json
 import threading
 import time
 import uuid
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -53,8 +59,11 @@ SEARCH_MAX_PAGE = 500
 SUBSCRIPTIONS_SPEC = "billing_subscriptions_v1.json"
 REPORTING_SPEC = "reporting_transactions_v1.json"
 PAYMENTS_SPEC = "payments_payment_v2.json"
+NOTIFICATIONS_SPEC = "notifications_webhooks_v1.json"
 SPEC_HOST = "https://api-m.sandbox.paypal.com"
 REPORTING_HOST = "https://api-m.paypal.com"
+#: the stand-in's own signing key: what it signs verifies on any stand-in (events/paypal_*.json were signed with it)
+STANDIN_WEBHOOK_KEY = b"billing-monitor PayPal stand-in webhook key"
 REPORTING_SPEC_PREFIX = "/v1/reporting"     # the reporting file's server URL repeats /v1/reporting
 #: Transaction Search's status codes for a payment, from the Subscriptions API's capture status
 SEARCH_STATUS = {"COMPLETED": "S", "PARTIALLY_REFUNDED": "S", "REFUNDED": "S", "PENDING": "P", "DECLINED": "D"}
@@ -194,6 +203,44 @@ def _as_published(payload):
     return fix(payload)
 
 
+def raw_members(body: bytes) -> dict[str, bytes]:
+    """The top-level members of a JSON object, each value as the exact bytes it was sent as."""
+    text, decoder, out = body.decode(), json.JSONDecoder(), {}
+    ws = " \t\r\n"
+    i = len(text) - len(text.lstrip(ws))
+    if text[i:i + 1] != "{":
+        return out
+    i += 1
+    while True:
+        while text[i:i + 1] in tuple(ws):
+            i += 1
+        if text[i:i + 1] == "}":
+            return out
+        key, i = decoder.raw_decode(text, i)
+        while text[i:i + 1] in tuple(ws) or text[i:i + 1] == ":":
+            i += 1
+        start = i
+        _, i = decoder.raw_decode(text, i)
+        out[key] = text[start:i].encode()
+        while text[i:i + 1] in tuple(ws):
+            i += 1
+        if text[i:i + 1] == ",":
+            i += 1
+        elif text[i:i + 1] in ("}", ""):
+            return out
+
+
+def _without_event(body: bytes | None) -> bytes | None:
+    """verify-webhook-signature's request as its file can validate it: the file marks every field of `event`
+    readOnly (sent by PayPal only), yet this call must carry the event as received (tests/data/paypal/README.md)."""
+    if body is None:
+        return None
+    request = json.loads(body)
+    if isinstance(request.get("webhook_event"), dict):
+        request["webhook_event"] = {}
+    return json.dumps(request).encode()
+
+
 class PayPalStandIn(LoopbackServer):
     """A PayPal world: subscriptions with statuses and transactions, the account's Transaction Search."""
 
@@ -214,7 +261,7 @@ class PayPalStandIn(LoopbackServer):
         self.log: list[tuple[str, str]] = []          # (METHOD, path with query) of every request
         self.violations: list[str] = []
         self.faults: dict[str, list] = {"get": [], "cancel": [], "token": [], "transactions": [], "search": [],
-                                        "refund": []}
+                                        "refund": [], "verify": [], "events": []}
         self.refunds: list[dict] = []                 # every refund made, in order
         self.refund_answers: dict[str, tuple[int, dict]] = {}   # PayPal-Request-Id -> its first answer
         self.id_faults: dict[str, list] = {}
@@ -230,8 +277,10 @@ class PayPalStandIn(LoopbackServer):
         self.spec = _Spec(Path(spec_dir)) if spec_dir else None
         self.amounts: dict[str, Decimal] = {}         # id -> what PayPal bills each cycle (advance_to)
         self.clock_now: datetime | None = None        # the stand-in's clock: None is the real time (advance_to sets it)
+        self.webhook_key = STANDIN_WEBHOOK_KEY         # signs webhook deliveries (see `deliver`)
+        self.webhook_events: list[dict] = []          # every event delivered, for GET webhooks-events
         if self.spec:   # build the validators now, not inside the first request (a client's read timeout is short)
-            for name in (SUBSCRIPTIONS_SPEC, REPORTING_SPEC, PAYMENTS_SPEC):
+            for name in (SUBSCRIPTIONS_SPEC, REPORTING_SPEC, PAYMENTS_SPEC, NOTIFICATIONS_SPEC):
                 with contextlib.suppress(Exception):
                     self.spec.validate(name, "request", self.spec.request("get", "/warm-up", "", {}, None, SPEC_HOST))
 
@@ -320,6 +369,10 @@ class PayPalStandIn(LoopbackServer):
             return self.token(http, body)
         if parts.path == "/v1/reporting/transactions" and method == "get":
             return self.search(http, parts.query, body)
+        if parts.path == "/v1/notifications/verify-webhook-signature" and method == "post":
+            return self.verify_webhook(http, parts.path, parts.query, body)
+        if parts.path == "/v1/notifications/webhooks-events" and method == "get":
+            return self.list_webhook_events(http, parts.path, parts.query, body)
         segments = parts.path.strip("/").split("/")
         if segments[:3] == ["v2", "payments", "captures"] and len(segments) == 5 and segments[4] == "refund" \
                 and method == "post":
@@ -568,6 +621,129 @@ class PayPalStandIn(LoopbackServer):
                   "links": [{"href": f"{REPORTING_HOST}/v1/reporting/transactions?{query}", "rel": "self",
                              "method": "GET"}]}
         return self.send(http, 200, answer, spec_request=spec_request, spec_name=REPORTING_SPEC)
+
+    # ------------------------------------------------------------------ webhooks (Notifications v1)
+
+    def webhook_event(self, event_type: str, resource: dict, *, event_id: str | None = None,
+                      create_time: datetime | str | None = None, resource_type: str = "sale",
+                      summary: str | None = None) -> dict:
+        """An event as PayPal sends it (the `event` schema)."""
+        when = parse_time(create_time) if isinstance(create_time, str) else (create_time or datetime.now(UTC))
+        event_id = event_id or "WH-" + hashlib.sha256(f"{id(self)}:ev:{next(self._ids)}".encode()).hexdigest()[:24].upper()
+        return {"id": event_id, "event_version": "1.0", "create_time": paypal_time(when), "resource_type": resource_type,
+                "event_type": event_type, "summary": summary or event_type.replace(".", " ").lower(),
+                "resource": resource,
+                "links": [{"href": f"{SPEC_HOST}/v1/notifications/webhooks-events/{event_id}", "rel": "self",
+                           "method": "GET"}]}
+
+    def sale_resource(self, subscription_id: str, sale_id: str, when: datetime, amount, currency: str = "USD",
+                      state: str = "completed") -> dict:
+        """Payments v1's `sale`, as a subscription's payment: billing_agreement_id is the I-... id."""
+        return {"id": sale_id, "state": state, "amount": {"total": f"{Decimal(str(amount)):.2f}", "currency": currency,
+                                                          "details": {"subtotal": f"{Decimal(str(amount)):.2f}"}},
+                "payment_mode": "INSTANT_TRANSFER", "protection_eligibility": "ELIGIBLE",
+                "transaction_fee": {"value": "1.02", "currency": currency}, "billing_agreement_id": subscription_id,
+                "create_time": paypal_time(when), "update_time": paypal_time(when),
+                "links": [{"href": f"{SPEC_HOST}/v1/payments/sale/{sale_id}", "rel": "self", "method": "GET"}]}
+
+    def sale_completed(self, subscription_id: str, when: datetime | str, amount="22.00", *, currency: str = "USD",
+                       sale_id: str | None = None, event_id: str | None = None) -> dict:
+        """PayPal charges the subscription (Transaction Search lists it) and makes its PAYMENT.SALE.COMPLETED."""
+        when = parse_time(when) if isinstance(when, str) else when
+        sale_id = sale_id or self.charge(subscription_id, when, amount, currency=currency)
+        if not any(t.id == sale_id for t in self.transactions.get(subscription_id, ())):
+            self.charge(subscription_id, when, amount, currency=currency, txn_id=sale_id)
+        return self.webhook_event("PAYMENT.SALE.COMPLETED",
+                                  self.sale_resource(subscription_id, sale_id, when, amount, currency),
+                                  event_id=event_id, create_time=when + timedelta(seconds=3),
+                                  summary=f"Payment completed for $ {Decimal(str(amount)):.2f} {currency}")
+
+    def sale_refunded(self, sale_id: str, when: datetime | str, amount="22.00", *, currency: str = "USD",
+                      event_id: str | None = None, reversed_: bool = False) -> dict:
+        """PAYMENT.SALE.REFUNDED (or REVERSED): Payments v1's `refund`, naming the sale (not the subscription)."""
+        when = parse_time(when) if isinstance(when, str) else when
+        refund_id = hashlib.sha256(f"{id(self)}:rf:{next(self._ids)}".encode()).hexdigest()[:17].upper()
+        value = f"{Decimal(str(amount)):.2f}"
+        resource = {"id": refund_id, "state": "completed", "amount": {"total": value, "currency": currency},
+                    "sale_id": sale_id, "parent_payment": "PAYID-" + sale_id, "create_time": paypal_time(when),
+                    "update_time": paypal_time(when),
+                    "links": [{"href": f"{SPEC_HOST}/v1/payments/refund/{refund_id}", "rel": "self", "method": "GET"}]}
+        return self.webhook_event("PAYMENT.SALE.REVERSED" if reversed_ else "PAYMENT.SALE.REFUNDED", resource,
+                                  event_id=event_id, create_time=when, resource_type="refund")
+
+    def subscription_event(self, event_type: str, subscription_id: str, status: str, when: datetime | str, *,
+                           note: str | None = None, event_id: str | None = None) -> dict:
+        """BILLING.SUBSCRIPTION.* with the subscription resource (Subscriptions v1) as PayPal now has it."""
+        when = parse_time(when) if isinstance(when, str) else when
+        resource = {"id": subscription_id, "plan_id": "P-5ML4271244454362WXNWU5NQ", "status": status,
+                    "status_update_time": paypal_time(when), "start_time": "2023-01-16T00:00:00Z",
+                    "links": [{"href": f"{SPEC_HOST}/v1/billing/subscriptions/{subscription_id}", "rel": "self",
+                               "method": "GET"}]}
+        if note:
+            resource["status_change_note"] = note
+        return self.webhook_event(event_type, resource, event_id=event_id, create_time=when,
+                                  resource_type="subscription")
+
+    def _webhook_signature(self, transmission_id: str, transmission_time: str, webhook_id: str, body: bytes) -> str:
+        signed = f"{transmission_id}|{transmission_time}|{webhook_id}|{zlib.crc32(body)}".encode()
+        return hmac.new(self.webhook_key, signed, hashlib.sha256).hexdigest()
+
+    def deliver(self, event: dict, webhook_id: str, *, when: datetime | None = None,
+                record: bool = True) -> tuple[dict[str, str], bytes]:
+        """A delivery of `event` to the webhook `webhook_id`, as PayPal makes it: the PAYPAL-* headers and the body
+        bytes (compact JSON, as PayPal writes it). Only these bytes with these headers verify. `record`: listed by
+        GET webhooks-events (PayPal lists every event it made, delivered or not)."""
+        body = json.dumps(event, separators=(",", ":")).encode()
+        transmission_id = str(uuid.uuid4())
+        transmission_time = paypal_time(when or datetime.now(UTC))
+        headers = {"PAYPAL-AUTH-ALGO": "SHA256withRSA",
+                   "PAYPAL-CERT-URL": f"{SPEC_HOST}/v1/notifications/certs/CERT-360caa42-fca2a594-a5cafa77",
+                   "PAYPAL-TRANSMISSION-ID": transmission_id, "PAYPAL-TRANSMISSION-TIME": transmission_time,
+                   "PAYPAL-TRANSMISSION-SIG": self._webhook_signature(transmission_id, transmission_time, webhook_id, body)}
+        if record and all(e.get("id") != event.get("id") for e in self.webhook_events):
+            self.webhook_events.append(event)
+        return headers, body
+
+    def verify_webhook(self, http, path: str, query: str, body: bytes | None) -> None:
+        request = json.loads(body or b"{}")
+        spec_request = self.spec_request("post", path, query, http, _without_event(body), SPEC_HOST)
+        if not self.valid(spec_request, NOTIFICATIONS_SPEC, http, "post", path):
+            return None
+        if not self.authorized(http):
+            return self.send(http, 401, {"error": "invalid_token"})
+        self.calls.append(("verify", request.get("webhook_id"), None))
+        if self.faulted(http, self.take_fault("verify", None)):
+            return None
+        raw = raw_members(body or b"{}").get("webhook_event", b"")
+        expected = self._webhook_signature(str(request.get("transmission_id")), str(request.get("transmission_time")),
+                                           str(request.get("webhook_id")), raw)
+        ok = hmac.compare_digest(expected, str(request.get("transmission_sig")))
+        return self.send(http, 200, {"verification_status": "SUCCESS" if ok else "FAILURE"},
+                         spec_request=spec_request, spec_name=NOTIFICATIONS_SPEC)
+
+    def list_webhook_events(self, http, path: str, query: str, body: bytes | None) -> None:
+        spec_request = self.spec_request("get", path, query, http, body, SPEC_HOST)
+        if not self.valid(spec_request, NOTIFICATIONS_SPEC, http, "get", path):
+            return None
+        if not self.authorized(http):
+            return self.send(http, 401, {"error": "invalid_token"})
+        self.calls.append(("events", query, None))
+        if self.faulted(http, self.take_fault("events", None)):
+            return None
+        params = {k: v[0] for k, v in parse_qs(query).items()}
+        start = parse_time(params["start_time"]) if "start_time" in params else datetime.min.replace(tzinfo=UTC)
+        end = parse_time(params["end_time"]) if "end_time" in params else datetime.max.replace(tzinfo=UTC)
+        size, page = int(params.get("page_size", 10)), int(params.get("page", 1))
+        found = sorted((e for e in self.webhook_events if start <= parse_time(e["create_time"]) <= end),
+                       key=lambda e: (e["create_time"], e["id"]), reverse=True)        # newest first
+        chunk = found[(page - 1) * size: page * size]
+        links = [{"href": f"{SPEC_HOST}{path}?{query}", "rel": "self", "method": "GET"}]
+        if page * size < len(found):
+            following = {**params, "page": str(page + 1)}
+            links.append({"href": f"{SPEC_HOST}{path}?" + "&".join(f"{k}={v}" for k, v in following.items()),
+                          "rel": "next", "method": "GET"})
+        return self.send(http, 200, {"events": chunk, "count": len(chunk), "links": links},
+                         spec_request=spec_request, spec_name=NOTIFICATIONS_SPEC)
 
     # ------------------------------------------------------------------ tokens and answers
 

@@ -58,6 +58,7 @@ def run_scan(dsn: str, tolerance: Decimal = DEFAULT_TOLERANCE, *, statement_time
         row_security.require_every_row(conn, source.schema, RELATIONS)      # never a report from a partial view
         checked = run_checks(conn, tolerance, stale_after_days=stale_after_days, now=started, source=source,
                              previous_counts=_previous_counts(conn, dsn, store_dsn, statement_timeout_s))
+        _add_posted_sales(conn, dsn, store_dsn, checked.findings, source, statement_timeout_s)
         watch = None
         if paypal is not None:
             from billing_monitor import reconcile
@@ -100,3 +101,40 @@ def _previous_counts(conn, dsn: str, store_dsn: str | None, statement_timeout_s:
         log.warning("the previous saved scan's row counts could not be read: source_shrank not checked",
                     extra={"error": str(exc)})
         return None
+
+
+def _add_posted_sales(conn, dsn: str, store_dsn: str | None, findings: list[Finding], source, statement_timeout_s: float
+                      ) -> None:
+    """A billing_disconnect's charges gain the PayPal sales a webhook (or the hourly net) posted about it, dated after
+    its cancellation, that the imports have not brought in yet (no transactions row holds the sale id as its
+    external_id): the scan and the money lines know a charge before the imports do (docs/rule-choices.md)."""
+    from billing_monitor.rules.checks import _stream
+    from billing_monitor.rules.finding import Charge
+    from billing_monitor.rules.registry import BILLING_DISCONNECT
+    from billing_monitor.store.webhooks import posted_sales
+
+    by_id = {f.finding_id: f for f in findings if f.check == BILLING_DISCONNECT and f.charges is not None}
+    if not by_id:
+        return
+    if not store_dsn or store_dsn == dsn:
+        sales = posted_sales(conn, sorted(by_id))
+    else:
+        try:
+            with db.connect(store_dsn, read_only=True, statement_timeout_s=statement_timeout_s,
+                            application_name="billing-monitor-memory") as store:
+                sales = posted_sales(store, sorted(by_id))
+        except MonitorError as exc:
+            log.warning("the sales heard by webhook could not be read: counted when imported", extra={"error": str(exc)})
+            return
+    if not sales:
+        return
+    imported = {r.external_id for r in _stream(conn, "paypal_imported", {"ids": [s["sale_id"] for s in sales]}, source)}
+    for sale in sales:
+        f = by_id[sale["finding_id"]]
+        if sale["sale_id"] in imported or (f.kajabi_canceled_at and sale["charged_at"] <= f.kajabi_canceled_at):
+            continue
+        if any(c.transaction_id == sale["sale_id"] or c.external_id == sale["sale_id"] for c in f.charges):
+            continue
+        f.charges.append(Charge(sale["sale_id"], sale["charged_at"], sale["amount"], sale["currency"],
+                                external_id=sale["sale_id"]))
+        f.charges.sort(key=lambda c: (c.date, str(c.transaction_id)))

@@ -148,7 +148,24 @@ class FunctionSettings(BaseSettings):
         return self.slack_webhook_url.get_secret_value() if self.slack_webhook_url else None
 
 
-class ScanSettings(FunctionSettings):
+class AutoCancelSettings(FunctionSettings):
+    """Auto-cancel (prevention.md), the same four settings wherever it may queue an approval: the scheduled scan
+    and PayPal's webhooks. Off, or queue an approval for every unambiguous disconnect on the approvals queue."""
+
+    auto_cancel: Literal["off", "unambiguous"] = Field(OFF, alias="BILLING_MONITOR_AUTO_CANCEL")
+    auto_cancel_max_per_run: int = Field(DEFAULT_MAX_PER_RUN, alias="BILLING_MONITOR_AUTO_CANCEL_MAX_PER_RUN", ge=0)
+    auto_cancel_grace_hours: float = Field(DEFAULT_GRACE_HOURS, alias="BILLING_MONITOR_AUTO_CANCEL_GRACE_HOURS", ge=0)
+    approvals_queue_url: str | None = Field(None, alias="BILLING_MONITOR_APPROVALS_QUEUE_URL")
+
+    @model_validator(mode="after")
+    def _auto_cancel_has_a_queue(self):
+        if self.auto_cancel == UNAMBIGUOUS and not self.approvals_queue_url:
+            raise ValueError("BILLING_MONITOR_AUTO_CANCEL=unambiguous needs BILLING_MONITOR_APPROVALS_QUEUE_URL (the"
+                             " approvals queue it sends to)")
+        return self
+
+
+class ScanSettings(AutoCancelSettings):
     """The scheduled scan function (functions/scan). It reconciles with PayPal whenever the PayPal credentials
     are configured (paypal-reconciliation.md)."""
 
@@ -173,19 +190,6 @@ class ScanSettings(FunctionSettings):
         from billing_monitor.slack.buttons import ButtonMac
 
         return ButtonMac(self.slack_signing_secret.get_secret_value())
-
-    # auto-cancel (prevention.md): off, or queue an approval for every unambiguous disconnect
-    auto_cancel: Literal["off", "unambiguous"] = Field(OFF, alias="BILLING_MONITOR_AUTO_CANCEL")
-    auto_cancel_max_per_run: int = Field(DEFAULT_MAX_PER_RUN, alias="BILLING_MONITOR_AUTO_CANCEL_MAX_PER_RUN", ge=0)
-    auto_cancel_grace_hours: float = Field(DEFAULT_GRACE_HOURS, alias="BILLING_MONITOR_AUTO_CANCEL_GRACE_HOURS", ge=0)
-    approvals_queue_url: str | None = Field(None, alias="BILLING_MONITOR_APPROVALS_QUEUE_URL")
-
-    @model_validator(mode="after")
-    def _auto_cancel_has_a_queue(self):
-        if self.auto_cancel == UNAMBIGUOUS and not self.approvals_queue_url:
-            raise ValueError("BILLING_MONITOR_AUTO_CANCEL=unambiguous needs BILLING_MONITOR_APPROVALS_QUEUE_URL (the"
-                             " approvals queue it sends to)")
-        return self
 
     @model_validator(mode="after")
     def _paypal_complete(self):
@@ -279,6 +283,54 @@ class SlackActionsSettings(FunctionSettings):
     @property
     def signing_secret(self) -> str:
         return self.slack_signing_secret.get_secret_value()
+
+
+class PayPalWebhookSettings(AutoCancelSettings):
+    """PayPal's webhooks and the hourly net (functions/paypal_webhook, paypal-webhooks.md): the webhook id its
+    deliveries are verified against, PayPal's credentials (verification, the search, the running total), the
+    Slack buttons' key, and auto-cancel (prevention.md: a charge on an unambiguous disconnect queues its approval)."""
+
+    webhook_id: str | None = Field(None, alias="PAYPAL_WEBHOOK_ID",
+                                   description="the id PayPal gave the webhook when its URL was registered")
+    paypal_client_id: SecretStr | None = Field(None, alias="PAYPAL_CLIENT_ID")
+    paypal_client_secret: SecretStr | None = Field(None, alias="PAYPAL_CLIENT_SECRET")
+    paypal_environment: Literal["live", "sandbox"] | None = Field(None, alias="PAYPAL_ENVIRONMENT")
+    paypal_base_url_override: str | None = Field(None, alias="PAYPAL_BASE_URL")
+    slack_signing_secret: SecretStr | None = Field(None, alias="SLACK_SIGNING_SECRET")
+
+    @field_validator("webhook_id", mode="before")
+    @classmethod
+    def _webhook_id(cls, value):
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9]{1,50}", str(value).strip()):
+            raise ValueError("is not a PayPal webhook id (letters and digits, like 1JE4291016473214C)")
+        return None if value is None else str(value).strip()
+
+    @model_validator(mode="after")
+    def _paypal_complete(self):
+        if self.paypal_client_id is None or self.paypal_client_secret is None:
+            raise ValueError("PAYPAL_CLIENT_ID and PAYPAL_CLIENT_SECRET are not configured: webhooks cannot be"
+                             " verified without PayPal")
+        if not (self.paypal_environment or self.paypal_base_url_override):
+            raise ValueError("PAYPAL_ENVIRONMENT is not configured (live or sandbox; or PAYPAL_BASE_URL)")
+        return self
+
+    @property
+    def paypal_base_url(self) -> str:
+        return self.paypal_base_url_override or CancelSettings.BASE_URLS[self.paypal_environment]
+
+    @property
+    def button_mac(self):
+        if self.slack_signing_secret is None:
+            return None
+        from billing_monitor.slack.buttons import ButtonMac
+
+        return ButtonMac(self.slack_signing_secret.get_secret_value())
+
+    def paypal_client(self):
+        from billing_monitor.paypal import PayPalClient
+
+        return PayPalClient(self.paypal_base_url, self.paypal_client_id.get_secret_value(),
+                            self.paypal_client_secret.get_secret_value(), backoff_s=self.http_backoff_s)
 
 
 def describe_settings_error(model: type[BaseSettings], exc: ValidationError) -> str:
