@@ -11,7 +11,8 @@ then `sam build` and the README's commands, `sam local invoke ScanFunction -e ev
 --env-vars events/env.json` and the same for CancelFunction with the valid, duplicate and malformed approvals,
 and checks what they answered and did: the demo's 4 critical and 990.00 USD, one cancellation in PayPal, one
 refusal; then SlackActionsFunction with events/slack_click.json signed now (the saved finding's approval queued
-once, the message updated; the file as stored, older than 5 minutes, refused). The Lambda image: AWS's, pulled,
+once, the message updated; the file as stored, older than 5 minutes, refused); then PayPalWebhookFunction with
+events/paypal_sale_completed.json (verified, posted once, the redelivery nothing more). The Lambda image: AWS's, pulled,
 when a registry answers; else the offline stand-in that scripts/build-lambda-python-standin builds
 (samconfig.toml: skip_pull_image, add_host).
 
@@ -300,6 +301,22 @@ def exercise(samenv: Path, dsn: str, slack, paypal, published) -> None:
           "the malformed approval was refused and recorded: one cancel, one refusal")
     check(paypal.violations == [], "every PayPal call matched PayPal's OpenAPI description")
     click_in_slack(samenv, slack, published.approvals)
+    charge_heard_from_paypal(samenv, slack, paypal)
+
+
+def charge_heard_from_paypal(samenv: Path, slack, paypal) -> None:
+    """events/paypal_sale_completed.json (PayPal's delivery of a charge on Oskar's subscription, signed as the
+    stand-in signs): verified by the stand-in's verify-webhook-signature, posted to Slack once, recorded; the same
+    delivery again posts nothing more."""
+    posts = len(slack.messages)
+    answer = invoke(samenv, "PayPalWebhookFunction", "paypal_sale_completed.json")
+    check(answer.get("statusCode") == 200, f"PayPal's delivery was verified and handled ({answer})")
+    check(len(slack.messages) == posts + 1 and "just charged" in json.dumps(slack.messages[-1]),
+          "Slack was told of the charge at once")
+    again = invoke(samenv, "PayPalWebhookFunction", "paypal_sale_completed.json")
+    check(again.get("statusCode") == 200 and len(slack.messages) == posts + 1,
+          "the same delivery again posted nothing more")
+    check(paypal.violations == [], "every PayPal call matched PayPal's OpenAPI description")
 
 
 def click_in_slack(samenv: Path, slack, approvals) -> None:
