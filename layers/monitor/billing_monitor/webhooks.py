@@ -35,6 +35,7 @@ from billing_monitor.actions.policy import (
     approval_message,
     decide,
 )
+from billing_monitor.api_gateway import http, raw_body
 from billing_monitor.paypal import WEBHOOK_HEADER_FIELDS, PayPalClient, PayPalError, PayPalTransient, parse_paypal_time
 from billing_monitor.report import customer_label, display_money
 from billing_monitor.rules.lookup import AtRisk, look_up_paypal_id
@@ -74,19 +75,8 @@ class WebhookConfigError(Exception):
     """The function cannot verify deliveries (no PAYPAL_WEBHOOK_ID, no PayPal credentials)."""
 
 
-def http(status: int, body: dict) -> dict:
-    """An API Gateway (payload 2.0) answer."""
-    return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
 
 
-def raw_body(event: dict) -> bytes:
-    """The body exactly as PayPal sent it (API Gateway base64-encodes it when it says so)."""
-    import base64
-
-    body = event.get("body") or ""
-    if event.get("isBase64Encoded"):
-        return base64.b64decode(body)
-    return body.encode() if isinstance(body, str) else body
 
 
 def paypal_headers(event: dict) -> dict[str, str] | None:

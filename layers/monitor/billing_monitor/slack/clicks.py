@@ -11,7 +11,6 @@ The clicked message is then updated through `response_url`. Nothing from the pay
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import uuid
@@ -23,6 +22,7 @@ from urllib.parse import parse_qs
 from slack_sdk.signature import Clock, SignatureVerifier
 
 from billing_monitor.actions.approval import ApprovalRefused, build_approval, build_refund_approval
+from billing_monitor.api_gateway import http, raw_body
 from billing_monitor.db import redact
 from billing_monitor.errors import MonitorError
 from billing_monitor.report import customer_label
@@ -78,19 +78,8 @@ class Click:
         return value if value in ACKNOWLEDGE_CHOICES else "changes"
 
 
-def http(status: int, body: dict | str) -> dict:
-    """An API Gateway (payload 2.0) answer."""
-    if isinstance(body, str):
-        return {"statusCode": status, "headers": {"Content-Type": "text/plain"}, "body": body}
-    return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
 
 
-def raw_body(event: dict) -> bytes:
-    """The body exactly as Slack sent it (API Gateway base64-encodes it when it says so)."""
-    body = event.get("body") or ""
-    if event.get("isBase64Encoded"):
-        return base64.b64decode(body)
-    return body.encode() if isinstance(body, str) else body
 
 
 def header(event: dict, name: str) -> str | None:
