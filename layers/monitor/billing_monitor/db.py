@@ -216,8 +216,10 @@ def _first_line(exc: BaseException) -> str:
 
 @contextmanager
 def connect(dsn: str, *, read_only: bool, statement_timeout_s: float = 600,
-            work_mem: str = "64MB", application_name: str = "billing-monitor") -> Iterator[psycopg.Connection]:
-    """One transaction on the database, committed on success, rolled back on any error.
+            work_mem: str = "64MB", application_name: str = "billing-monitor",
+            connect_timeout_s: int = 10) -> Iterator[psycopg.Connection]:
+    """One transaction on the database, committed on success, rolled back on any error. `connect_timeout_s`:
+    libpq's (whole seconds, at least 2).
 
     prepare_threshold=None: Supabase's transaction pooler (port 6543) cannot keep prepared statements.
     Settings are SET LOCAL (set_config(..., true)) so they never leak to a pooled session.
@@ -230,7 +232,7 @@ def connect(dsn: str, *, read_only: bool, statement_timeout_s: float = 600,
     if problem:
         raise MonitorError(f"cannot connect to the configured database: {problem}")
     try:
-        conn = psycopg.connect(dsn, prepare_threshold=None, connect_timeout=10,
+        conn = psycopg.connect(dsn, prepare_threshold=None, connect_timeout=max(2, int(connect_timeout_s)),
                                application_name=application_name)
     except psycopg.ProgrammingError as exc:
         raise MonitorError(f"cannot connect to the configured database: invalid DSN: {redact(_parse_problem(exc), dsn)}") from None

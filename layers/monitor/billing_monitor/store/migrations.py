@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -49,19 +50,23 @@ def apply_migrations(conn: psycopg.Connection) -> list[str]:
 
 
 @contextmanager
-def open_store(dsn: str, application_name: str = "billing-monitor-store") -> Iterator[psycopg.Connection]:
-    """The monitor's own schema, migrated, in one read-write transaction (committed on success)."""
-    with db.connect(dsn, read_only=False, application_name=application_name) as conn:
+def open_store(dsn: str, application_name: str = "billing-monitor-store", *,
+               timeout_s: float | None = None) -> Iterator[psycopg.Connection]:
+    """The monitor's own schema, migrated, in one read-write transaction (committed on success). `timeout_s`: how
+    long connecting and each statement may take (waiting for another's migration lock included), for a caller
+    that must answer quickly (a Slack click); else the defaults."""
+    with db.connect(dsn, read_only=False, application_name=application_name, **_timeouts(timeout_s)) as conn:
         apply_migrations(conn)
         yield conn
 
 
 @contextmanager
-def read_store(dsn: str, application_name: str = "billing-monitor-cli") -> Iterator[psycopg.Connection | None]:
+def read_store(dsn: str, application_name: str = "billing-monitor-cli", *,
+               timeout_s: float | None = None) -> Iterator[psycopg.Connection | None]:
     """The monitor's schema for reading only (history, actions, approve): no migration, no write, so the reader
     role does when it may read the schema (docs/deploy.md grants it). Yields None when there is no schema yet;
     a role that may not read it gets a MonitorError saying which role to use."""
-    with db.connect(dsn, read_only=True, application_name=application_name) as conn:
+    with db.connect(dsn, read_only=True, application_name=application_name, **_timeouts(timeout_s)) as conn:
         user, present, usable = conn.execute(
             "select current_user, to_regnamespace(%s) is not null,"
             " to_regnamespace(%s) is not null and has_schema_privilege(%s, 'USAGE')", (SCHEMA, SCHEMA, SCHEMA)).fetchone()
@@ -74,6 +79,12 @@ def read_store(dsn: str, application_name: str = "billing-monitor-cli") -> Itera
             yield conn
         except pgerrors.InsufficientPrivilege:
             raise MonitorError(_use_another_role(user)) from None
+
+
+def _timeouts(timeout_s: float | None) -> dict:
+    if timeout_s is None:
+        return {}
+    return {"statement_timeout_s": timeout_s, "connect_timeout_s": max(2, math.ceil(timeout_s))}
 
 
 def has_table(conn: psycopg.Connection, table: str) -> bool:
