@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from billing_monitor.paypal import PayPalError
-from billing_monitor.reconcile import qualifying_payments, search_windows
-from billing_monitor.rules.registry import SEARCH_PAGE_SIZE
+from billing_monitor.reconcile import Budget, search_window, search_windows
+from billing_monitor.rules.registry import DEFAULT_PAYPAL_MAX_CALLS, DEFAULT_PAYPAL_MAX_SECONDS
 from billing_monitor.slack.post import SlackError
 from billing_monitor.store import open_store
 from billing_monitor.store.webhooks import NetState, Sale, event_seen, net_state, save_net_state
@@ -73,19 +73,17 @@ def _search(service: WebhookService, now: datetime, outcome: NetOutcome) -> None
     with open_store(service.store_dsn, application_name="billing-monitor-paypal-net") as store:
         state = net_state(store, "search")
     error = None
+    # the reconciliation's own paging (every page of each window of at most 31 days), within its default budget
+    budget = Budget(DEFAULT_PAYPAL_MAX_CALLS, DEFAULT_PAYPAL_MAX_SECONDS)
     try:
         for start, end in search_windows(_start(state, now, SEARCH_OVERLAP), now):
-            page, pages = 1, 1
-            while page <= pages:
-                answer = service.client.search_transactions(start, end, page=page, page_size=SEARCH_PAGE_SIZE)
-                for p in qualifying_payments(answer.get("transaction_details") or ()):
-                    outcome.payments += 1             # each in its own transaction: a failure keeps what was done
-                    outcome.handled.append(service.charge_once(
-                        Sale(p.id, p.subscription_id, p.amount, p.currency, p.time), now, via="search"))
-                pages = int(answer.get("total_pages") or 1)
-                page += 1
-    except PayPalError as exc:
-        error = f"Transaction Search failed: {exc}"
+            payments, error = search_window(service.client, start, end, budget)
+            for p in payments:
+                outcome.payments += 1                 # each in its own transaction: a failure keeps what was done
+                outcome.handled.append(service.charge_once(
+                    Sale(p.id, p.subscription_id, p.amount, p.currency, p.time), now, via="search"))
+            if error:
+                break
     except SlackError as exc:
         error = f"a charge found by Transaction Search could not be posted: {exc}"
     outcome.searched = error is None
